@@ -1,0 +1,28 @@
+module Bake.Cli.Program
+
+open System
+open Argu
+open Bake.Cli.Arguments
+
+let private version () =
+    let bake = typeof<Bake.Core.BakeOptions>.Assembly.GetName().Version
+    printfn "bake %O" bake
+    printfn "TorchSharp %s, libtorch %s" (typeof<TorchSharp.torch>.Assembly.GetName().Version.ToString()) TorchSharp.torch.__version__
+    use ones = TorchSharp.torch.ones (3L, 3L)
+    printfn "libtorch loaded: torch.ones(3, 3).sum() = %g" (ones.sum().item<float32> ())
+    0
+
+[<EntryPoint>]
+let main argv =
+    let parser = ArgumentParser.Create<BakeArgs>(programName = "bake")
+    try
+        let results = parser.ParseCommandLine(argv, raiseOnUsage = true)
+        match results.GetSubCommand() with
+        | Version _ -> version ()
+    with
+    | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText ->
+        printfn "%s" e.Message
+        0
+    | :? ArguParseException as e ->
+        eprintfn "%s" e.Message
+        2

@@ -1,0 +1,163 @@
+namespace Bake.Core
+
+open TorchSharp
+
+/// <summary>One named term of a loss: Total = Σ Weight · Value.</summary>
+/// <remarks>Value is the unweighted term (a scalar tensor with autograd history where it has one).</remarks>
+[<NoComparison; NoEquality>]
+type LossTerm =
+    {
+        /// <summary>Short lowercase name used in logs, e.g. "ce" or "kd".</summary>
+        Name: string
+        /// <summary>The weight of the term in the total.</summary>
+        Weight: float
+        /// <summary>The unweighted value, a scalar tensor.</summary>
+        Value: torch.Tensor
+    }
+
+/// <summary>A loss and its named terms, so every term can be logged separately (torchdistill style).</summary>
+[<NoComparison; NoEquality>]
+type Loss =
+    {
+        /// <summary>Σ Weight · Value over the terms, a scalar tensor to call backward() on.</summary>
+        Total: torch.Tensor
+        /// <summary>The terms, in order.</summary>
+        Terms: LossTerm[]
+    }
+
+/// <summary>The paper's losses (Eq. 1–2) and the baselines' losses (REFERENCE.md §8–9).</summary>
+/// <remarks>All reductions are batch means. Every function returns fresh tensors and never disposes its inputs.</remarks>
+[<RequireQualifiedAccess>]
+module Losses =
+
+    /// <summary>Cross-entropy −log p(y) averaged over the N samples, the first term of Eq. (2).</summary>
+    /// <param name="logits">z, N×K. Gradients flow.</param>
+    /// <param name="labels">y, int64 vector of N class indices.</param>
+    [<CompiledName("CrossEntropy")>]
+    let crossEntropy (logits: torch.Tensor, labels: torch.Tensor) : torch.Tensor =
+        Tensors.requireMatrix "logits" logits
+        Tensors.requireLabels labels logits
+        torch.nn.functional.cross_entropy (logits, labels)
+
+    /// <summary>Cross-entropy against soft targets, −Σₖ targetsₖ log softmax(z)ₖ averaged over the batch.</summary>
+    /// <param name="logits">z, N×K. Gradients flow.</param>
+    /// <param name="targets">N×K probability rows; no gradient reaches them.</param>
+    [<CompiledName("SoftCrossEntropy")>]
+    let softCrossEntropy (logits: torch.Tensor, targets: torch.Tensor) : torch.Tensor =
+        Tensors.requireMatrix "logits" logits
+        Tensors.requireMatrix "targets" targets
+        Tensors.scoped (fun () ->
+            let logProbs = torch.nn.functional.log_softmax (logits, dim = 1L)
+            targets.detach().mul(logProbs).sum(dim = 1L).mean().neg ())
+
+    /// <summary>The distillation term of Eq. (2): τ² · (1/N) Σᵢ KL(qᵢ ‖ softmax(zᵢ/τ)), exactly the official
+    /// reduction (KLDivLoss with reduction "sum", times τ², divided by the batch size N; REFERENCE.md §2.1).</summary>
+    /// <param name="logits">z, N×K. Gradients flow through log softmax(z/τ) only; the gradient with respect to
+    /// z is τ (softmax(z/τ) − Q) / N.</param>
+    /// <param name="targets">Q, N×K probability rows (entries ≥ 0, 0 · log 0 = 0); detached here.</param>
+    /// <param name="temperature">τ &gt; 0.</param>
+    /// <returns>A fresh scalar tensor, ≥ 0, and 0 when Q = softmax(z/τ).</returns>
+    [<CompiledName("Distillation")>]
+    let distillation (logits: torch.Tensor, targets: torch.Tensor, temperature: float) : torch.Tensor =
+        Tensors.requireMatrix "logits" logits
+        Tensors.requireMatrix "targets" targets
+        if logits.shape <> targets.shape then
+            invalidArg "targets" $"targets {Tensors.describe targets} must have the shape of logits {Tensors.describe logits}"
+        if not (temperature > 0.0) then invalidArg "temperature" $"temperature must be > 0, got {temperature}"
+        Tensors.scoped (fun () ->
+            let logProbs = torch.nn.functional.log_softmax (logits.div (Tensors.scalar temperature), dim = 1L)
+            let q = targets.detach ()
+            // TorchSharp's kl_div defaults to log_target = true, so spell KL(q‖p) out; xlogy gives 0·log 0 = 0.
+            let kl = torch.xlogy(q, q).sub(q.mul logProbs).sum ()
+            kl.mul(Tensors.scalar (temperature * temperature)).div (Tensors.scalar (float logits.shape[0])))
+
+    /// <summary>Rows with <paramref name="onTrue"/> at each label and <paramref name="offTrue"/> elsewhere, N×K.</summary>
+    let private labelTargets (labels: torch.Tensor) (logits: torch.Tensor) (onTrue: float) (offTrue: float) =
+        Tensors.scoped (fun () ->
+            let oneHot = torch.nn.functional.one_hot(labels, logits.shape[1]).``to``(logits.dtype, logits.device)
+            oneHot.mul(Tensors.scalar (onTrue - offTrue)).add (Tensors.scalar offTrue))
+
+    let private weighted (terms: LossTerm[]) : Loss =
+        let total =
+            Tensors.scoped (fun () ->
+                terms
+                |> Array.map (fun term -> term.Value.mul (Tensors.scalar term.Weight))
+                |> Array.reduce (fun a b -> a.add b))
+        { Total = total; Terms = terms }
+
+    /// <summary>The BAKE loss, Eq. (2) with the soft targets of Eq. (9): CE(z, y) + λ · τ² · KL(Q ‖ softmax(z/τ)).</summary>
+    /// <param name="features">F(x), N×D (anchors and their positives together); used detached for Q.</param>
+    /// <param name="logits">z, N×K. Gradients flow through both terms.</param>
+    /// <param name="labels">y, int64 vector of N class indices. CE is averaged over all N images.</param>
+    /// <param name="options">τ, ω, λ and the propagation form.</param>
+    /// <returns>Terms "ce" (weight 1) and "kd" (weight λ) and their total.</returns>
+    [<CompiledName("Bake")>]
+    let bake (features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, options: BakeOptions) : Loss =
+        let options = Validate.bake options |> Validate.orThrow "BAKE options"
+        let ce = crossEntropy (logits, labels)
+        let kd =
+            Tensors.scoped (fun () ->
+                let targets = Propagation.softTargets (features, logits, options)
+                distillation (logits, targets, options.Temperature))
+        weighted [| { Name = "ce"; Weight = 1.0; Value = ce }; { Name = "kd"; Weight = options.Lambda; Value = kd } |]
+
+    /// <summary>The Tf-KD form of label smoothing: targets 1 − α on the true class and α/(K − 1) on every other
+    /// class, loss −Σ targets · log softmax(z) averaged over the batch (REFERENCE.md §9).</summary>
+    /// <param name="logits">z, N×K with K ≥ 2.</param>
+    /// <param name="labels">y, int64 vector of N class indices.</param>
+    /// <param name="options">α.</param>
+    [<CompiledName("LabelSmoothing")>]
+    let labelSmoothing (logits: torch.Tensor, labels: torch.Tensor, options: LabelSmoothingOptions) : Loss =
+        let options = Validate.labelSmoothing options |> Validate.orThrow "label smoothing options"
+        Tensors.requireMatrix "logits" logits
+        Tensors.requireLabels labels logits
+        let classes = logits.shape[1]
+        if classes < 2L then invalidArg "logits" "label smoothing needs at least 2 classes"
+        let smoothed =
+            Tensors.scoped (fun () ->
+                let targets = labelTargets labels logits (1.0 - options.Alpha) (options.Alpha / float (classes - 1L))
+                softCrossEntropy (logits, targets))
+        weighted [| { Name = "smoothed_ce"; Weight = 1.0; Value = smoothed } |]
+
+    /// <summary>Tf-KD_reg (REFERENCE.md §9): (1 − α) CE + α · multiplier · mean over N·K elements of
+    /// KL(softmax(p^d / T) ‖ softmax(z)), where the designed teacher p^d puts <c>Correct</c> on the true class and
+    /// (1 − Correct)/(K − 1) elsewhere. The student side has no temperature (as in the official code).</summary>
+    /// <param name="logits">z, N×K with K ≥ 2.</param>
+    /// <param name="labels">y, int64 vector of N class indices.</param>
+    /// <param name="options">α, T, multiplier and the correct-class probability.</param>
+    /// <returns>Terms "ce" (weight 1 − α) and "reg" (weight α · multiplier).</returns>
+    [<CompiledName("TfKdReg")>]
+    let tfKdReg (logits: torch.Tensor, labels: torch.Tensor, options: TfKdRegOptions) : Loss =
+        let options = Validate.tfKdReg options |> Validate.orThrow "Tf-KD_reg options"
+        let ce = crossEntropy (logits, labels)
+        let classes = logits.shape[1]
+        if classes < 2L then invalidArg "logits" "Tf-KD_reg needs at least 2 classes"
+        let reg =
+            Tensors.scoped (fun () ->
+                let designed = labelTargets labels logits options.Correct ((1.0 - options.Correct) / float (classes - 1L))
+                let teacher = torch.nn.functional.softmax (designed.div (Tensors.scalar options.Temperature), dim = 1L)
+                let logProbs = torch.nn.functional.log_softmax (logits, dim = 1L)
+                torch.xlogy(teacher, teacher).sub(teacher.mul logProbs).mean ())
+        weighted
+            [| { Name = "ce"; Weight = 1.0 - options.Alpha; Value = ce }
+               { Name = "reg"; Weight = options.Alpha * options.Multiplier; Value = reg } |]
+
+    /// <summary>CS-KD (REFERENCE.md §8): CE on the anchors plus λ · T² · (1/B) Σ KL(softmax(z'/T) ‖ softmax(z/T)),
+    /// where z' are the logits of a same-class partner of each anchor, computed without gradient.</summary>
+    /// <param name="logits">z of the B anchors, B×K. Gradients flow.</param>
+    /// <param name="partnerLogits">z' of their partners, B×K; detached here.</param>
+    /// <param name="labels">The anchors' labels, int64 vector of B class indices.</param>
+    /// <param name="options">T and λ.</param>
+    /// <returns>Terms "ce" (weight 1) and "kd" (weight λ).</returns>
+    [<CompiledName("CsKd")>]
+    let csKd (logits: torch.Tensor, partnerLogits: torch.Tensor, labels: torch.Tensor, options: CsKdOptions) : Loss =
+        let options = Validate.csKd options |> Validate.orThrow "CS-KD options"
+        Tensors.requireMatrix "partnerLogits" partnerLogits
+        let ce = crossEntropy (logits, labels)
+        let kd =
+            Tensors.scoped (fun () ->
+                let targets =
+                    using (torch.no_grad ()) (fun _ ->
+                        torch.nn.functional.softmax (partnerLogits.detach().div (Tensors.scalar options.Temperature), dim = 1L))
+                distillation (logits, targets, options.Temperature))
+        weighted [| { Name = "ce"; Weight = 1.0; Value = ce }; { Name = "kd"; Weight = options.Lambda; Value = kd } |]
