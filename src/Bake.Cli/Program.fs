@@ -26,3 +26,9 @@ let main argv =
     | :? ArguParseException as e ->
         eprintfn "%s" e.Message
         2
+    | :? Bake.Core.UsageException as e ->
+        eprintfn "bake: %s" e.Message
+        2
+    | :? Bake.Core.BakeException as e ->
+        eprintfn "bake: %s" e.Message
+        1
