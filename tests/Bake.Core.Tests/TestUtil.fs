@@ -49,3 +49,12 @@ let throwsWith<'E when 'E :> exn> (action: unit -> unit) : 'E =
         failtestf "expected %s, but nothing was thrown" typeof<'E>.Name
     with
     | :? 'E as e -> e
+
+/// A fresh temporary directory, deleted (with everything in it) after the body.
+let withTempDir (body: string -> 'a) : 'a =
+    let dir = Path.Combine(Path.GetTempPath(), "bake-tests-" + Guid.NewGuid().ToString "N")
+    Directory.CreateDirectory dir |> ignore
+    try
+        body dir
+    finally
+        try Directory.Delete(dir, true) with _ -> ()
