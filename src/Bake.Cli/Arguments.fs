@@ -11,7 +11,9 @@ type VersionArgs =
 
 type BakeArgs =
     | [<CliPrefix(CliPrefix.None); SubCommand>] Version of ParseResults<VersionArgs>
+    | [<CliPrefix(CliPrefix.None); SubCommand>] Targets of ParseResults<Bake.Cli.TargetsCommand.TargetsArgs>
     interface IArgParserTemplate with
         member this.Usage =
             match this with
             | Version _ -> "print the versions of Bake, TorchSharp and libtorch, and check that libtorch loads."
+            | Targets _ -> "BAKE soft targets for features and logits from CSV or .npy files (any framework)."

@@ -19,9 +19,14 @@ let main argv =
         let results = parser.ParseCommandLine(argv, raiseOnUsage = true)
         match results.GetSubCommand() with
         | Version _ -> version ()
+        | Targets args -> TargetsCommand.run args
     with
     | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText ->
         printfn "%s" e.Message
+        // Argu has no per-verb epilogue: the verb's examples follow its option list.
+        match Array.tryHead argv with
+        | Some "targets" -> printfn "%s\n" TargetsCommand.example
+        | _ -> ()
         0
     | :? ArguParseException as e ->
         eprintfn "%s" e.Message
