@@ -12,8 +12,10 @@ type VersionArgs =
 type BakeArgs =
     | [<CliPrefix(CliPrefix.None); SubCommand>] Version of ParseResults<VersionArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Targets of ParseResults<Bake.Cli.TargetsCommand.TargetsArgs>
+    | [<CliPrefix(CliPrefix.None); SubCommand>] Plot of ParseResults<Bake.Cli.PlotCommand.PlotArgs>
     interface IArgParserTemplate with
         member this.Usage =
             match this with
             | Version _ -> "print the versions of Bake, TorchSharp and libtorch, and check that libtorch loads."
             | Targets _ -> "BAKE soft targets for features and logits from CSV or .npy files (any framework)."
+            | Plot _ -> "PNG figures (loss, learning rate, top-1 accuracy) of run directories, and a comparison of runs."

@@ -20,12 +20,14 @@ let main argv =
         match results.GetSubCommand() with
         | Version _ -> version ()
         | Targets args -> TargetsCommand.run args
+        | Plot args -> PlotCommand.run args
     with
     | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText ->
         printfn "%s" e.Message
         // Argu has no per-verb epilogue: the verb's examples follow its option list.
         match Array.tryHead argv with
         | Some "targets" -> printfn "%s\n" TargetsCommand.example
+        | Some "plot" -> printfn "%s\n" PlotCommand.example
         | _ -> ()
         0
     | :? ArguParseException as e ->

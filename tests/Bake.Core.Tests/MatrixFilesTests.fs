@@ -68,6 +68,13 @@ let roundTrip (extension: string) (matrix: torch.Tensor) =
         MatrixFiles.write (path, matrix)
         MatrixFiles.read path)
 
+/// Writes the shaped values as a matrix, reads the file back, and checks the dtype read and the shape.
+let readBack (extension: string) (dtype: torch.ScalarType) (m: Shaped<'T>) (matrix: torch.Tensor) =
+    let back = roundTrip extension matrix
+    Expect.equal back.dtype dtype "dtype read"
+    Expect.sequenceEqual back.shape [| int64 m.Rows; int64 m.Columns |] "shape"
+    back
+
 let writeText (dir: string) (name: string) (text: string) =
     let path = Path.Combine(dir, name)
     File.WriteAllText(path, text)
@@ -96,13 +103,11 @@ let withBytes (bytes: byte[]) (check: string -> unit) =
 let csvTests =
     testList "Csv" [
         testPropertyWithConfig config "float64 matrices round-trip exactly (NaN as NaN)" (Prop.forAll (shaped 1 someDouble) (fun m -> scoped (fun () ->
-            let back = roundTrip ".csv" (float64Matrix m.Rows m.Columns m.Values)
-            Expect.equal back.dtype torch.float64 "CSV reads float64"
-            Expect.sequenceEqual back.shape [| int64 m.Rows; int64 m.Columns |] "shape"
+            let back = readBack ".csv" torch.float64 m (float64Matrix m.Rows m.Columns m.Values)
             sameDoubles (doubles back) m.Values "values")))
 
         testPropertyWithConfig config "float32 matrices round-trip to the same float32 values" (Prop.forAll (shaped 1 anySingle) (fun m -> scoped (fun () ->
-            let back = roundTrip ".csv" (float32Matrix m.Rows m.Columns m.Values)
+            let back = readBack ".csv" torch.float64 m (float32Matrix m.Rows m.Columns m.Values)
             sameSingles (singles (back.to_type torch.float32)) m.Values "values")))
 
         test "numbers are written and read in invariant culture whatever the current culture" {
@@ -211,15 +216,11 @@ let csvTests =
 let npyTests =
     testList "Npy" [
         testPropertyWithConfig config "float64 matrices round-trip bit-exactly, shapes with 0 rows or columns included" (Prop.forAll (shaped 0 anyDouble) (fun m -> scoped (fun () ->
-            let back = roundTrip ".npy" (float64Matrix m.Rows m.Columns m.Values)
-            Expect.equal back.dtype torch.float64 "dtype kept"
-            Expect.sequenceEqual back.shape [| int64 m.Rows; int64 m.Columns |] "shape"
+            let back = readBack ".npy" torch.float64 m (float64Matrix m.Rows m.Columns m.Values)
             sameDoubles (doubles back) m.Values "values")))
 
         testPropertyWithConfig config "float32 matrices round-trip bit-exactly as float32" (Prop.forAll (shaped 0 anySingle) (fun m -> scoped (fun () ->
-            let back = roundTrip ".npy" (float32Matrix m.Rows m.Columns m.Values)
-            Expect.equal back.dtype torch.float32 "dtype kept"
-            Expect.sequenceEqual back.shape [| int64 m.Rows; int64 m.Columns |] "shape"
+            let back = readBack ".npy" torch.float32 m (float32Matrix m.Rows m.Columns m.Values)
             sameSingles (singles back) m.Values "values")))
 
         test "a non-contiguous (transposed) tensor is written in row-major order" {

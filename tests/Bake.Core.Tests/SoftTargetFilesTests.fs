@@ -142,25 +142,6 @@ let tests =
         }
     ]
 
-/// Runs the CLI in-process; returns the exit code, stdout and stderr.
-let bake (args: string list) : int * string * string =
-    let out, err = new StringWriter(), new StringWriter()
-    let savedOut, savedErr = Console.Out, Console.Error
-    Console.SetOut out
-    Console.SetError err
-    try
-        let code = Bake.Cli.Program.main (Array.ofList args)
-        code, out.ToString(), err.ToString()
-    finally
-        Console.SetOut savedOut
-        Console.SetError savedErr
-
-let expectExit (expected: int) (args: string list) (fragment: string) =
-    let code, stdout, stderr = bake args
-    let command = String.concat " " args
-    Expect.equal code expected $"exit code of bake {command} (stderr: {stderr})"
-    Expect.stringContains (stdout + stderr) fragment "message"
-
 [<Tests>]
 let cliTests =
     testSequenced <| testList "bake targets" [
