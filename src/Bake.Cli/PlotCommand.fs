@@ -21,6 +21,8 @@ let example =
 
 /// Writes the figures; returns the exit code.
 let run (args: ParseResults<PlotArgs>) : int =
+    if Plots.textFont().IsNone then
+        eprintfn "bake: warning: no font found, the figures will have no text (on Debian: apt-get install fonts-dejavu-core)"
     for path in Plots.plotRuns (args.GetResult Runs, args.TryGetResult Out) do
         printfn "wrote %s" path
     0

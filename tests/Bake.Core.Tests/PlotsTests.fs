@@ -166,6 +166,14 @@ let tests =
                 Expect.stringContains (throwsWith<BakeException> (fun () -> Plots.summaryFigures empty |> ignore)).Message $"{empty}: no summary.csv" "file")
         }
 
+        test "a text font is found exactly when the machine has TrueType fonts" {
+            let fontFiles =
+                Directory.Exists "/usr/share/fonts"
+                && not (Seq.isEmpty (Directory.EnumerateFiles("/usr/share/fonts", "*.ttf", SearchOption.AllDirectories)))
+            if OperatingSystem.IsLinux() then
+                Expect.equal (Plots.textFont().IsSome) fontFiles $"font found = .ttf files under /usr/share/fonts ({Plots.textFont ()})"
+        }
+
         test "a comparison path not ending in .png, or no run at all, is a UsageException" {
             withTempDir (fun root ->
                 let run = writeSummary root "ce" [ "ce" ] 3 65.0 1

@@ -109,17 +109,25 @@ module Plots =
         if dashed then line.LinePattern <- LinePattern.Dashed
         line
 
-    /// A sans-serif family installed here (ScottPlot's own choice falls back to whatever Skia lists first).
     let private fontFamily =
         lazy
-            (let installed = Set.ofSeq SkiaSharp.SKFontManager.Default.FontFamilies
-             [ "DejaVu Sans"; "Liberation Sans"; "Noto Sans"; "Arial"; "Helvetica" ]
-             |> List.tryFind installed.Contains
-             |> Option.defaultWith (fun () -> Fonts.Default))
+            // Without any font file, Skia's directory-scanning font manager lists one family with an empty name.
+            (let installed = SkiaSharp.SKFontManager.Default.FontFamilies |> Seq.filter (String.IsNullOrWhiteSpace >> not) |> Set.ofSeq
+             if installed.IsEmpty then None
+             else
+                 // ScottPlot's own default falls back to whatever Skia lists first, often a serif face.
+                 [ "DejaVu Sans"; "Liberation Sans"; "Noto Sans"; "Arial"; "Helvetica" ]
+                 |> List.tryFind installed.Contains
+                 |> Option.orElse (Some Fonts.Default))
+
+    /// <summary>The font family the figures' text uses, or <c>None</c> when the machine has no font that Skia can
+    /// find (then figures are drawn without any text; on Debian install <c>fonts-dejavu-core</c>).</summary>
+    [<CompiledName("TextFont")>]
+    let textFont () : string option = fontFamily.Value
 
     let private newPlot (title: string) (xLabel: string) (yLabel: string) =
         let plot = new Plot()
-        plot.Font.Set fontFamily.Value |> ignore
+        fontFamily.Value |> Option.iter (fun family -> plot.Font.Set family |> ignore)
         plot.Title title
         plot.XLabel xLabel
         plot.YLabel yLabel
