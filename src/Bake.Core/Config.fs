@@ -113,7 +113,7 @@ module ConfigSchema =
           key "METHOD.NAME" (Text "") "vanilla | label-smoothing | tfkd-reg | cskd | bake; empty = bake if TRAIN.USE_BAKE else vanilla"
           key "METHOD.PROPAGATION" (Text "closed-form") "BAKE propagation: closed-form (Eq. 9) | one-step (Eq. 6) | steps (Eq. 7, METHOD.STEPS times)"
           key "METHOD.STEPS" (Integer 3) "propagation steps for METHOD.PROPAGATION = steps"
-          key "METHOD.EQUAL_STEPS" (Flag false) "give every method BAKE's iterations per epoch (ceil(n / anchors)), for equal-step comparisons"
+          key "METHOD.EQUAL_STEPS_M" (Integer 0) "when > 0, plain shuffled batches run BAKE's iterations per epoch for this M (ceil(n·(M+1)/N)), for equal-step comparisons"
           key "METHOD.LS_ALPHA" (Number 0.1) "label smoothing α"
           key "METHOD.TFKD_ALPHA" (Number 0.1) "Tf-KD_reg α"
           key "METHOD.TFKD_TEMP" (Number 20.0) "Tf-KD_reg temperature"

@@ -63,8 +63,9 @@ type TrainingSettings =
       /// <summary>M: same-class images per anchor (BAKE) — the per-class sampler is used when M &gt; 0.</summary>
       IntraImages: int
       Method: Method
-      /// <summary>Give every method BAKE's iterations per epoch.</summary>
-      EqualSteps: bool
+      /// <summary>When &gt; 0, plain shuffled batches run as many iterations per epoch as BAKE with this M
+      /// (ceil(n / (N / (M + 1)))), for comparisons at equal SGD steps.</summary>
+      EqualStepsM: int
       Optimizer: OptimizerSettings
       Schedule: Schedule
       Epochs: int
@@ -261,7 +262,7 @@ module Settings =
               BatchSize = batch
               IntraImages = intra
               Method = method
-              EqualSteps = Configs.bool config "METHOD.EQUAL_STEPS"
+              EqualStepsM = nonNegative "METHOD.EQUAL_STEPS_M"
               Optimizer =
                 { Momentum = momentum; Dampening = dampening; Nesterov = nesterov; WeightDecay = decay
                   BatchNormDecay = if Configs.bool config "BN.USE_CUSTOM_WEIGHT_DECAY" then Some(Configs.float config "BN.CUSTOM_WEIGHT_DECAY") else None
