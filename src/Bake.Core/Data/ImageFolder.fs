@@ -1,0 +1,263 @@
+namespace Bake.Core.Data
+
+open System
+open System.IO
+open System.Threading.Tasks
+open SkiaSharp
+open TorchSharp
+open Bake.Core
+
+/// <summary>How an ImageFolder (or TinyImageNet) dataset is opened.</summary>
+type ImageFolderOptions =
+    {
+        /// <summary>Resize every image so its shorter side is this size, then center-crop a square of it, on decoding.
+        /// Needed when the images differ in size (fine-grained datasets); None keeps the images' own size, which must
+        /// then be the same for all.</summary>
+        ImageSize: int option
+        /// <summary>Opt-in: leave out images that cannot be decoded (and report how many in the dataset's Source)
+        /// instead of failing.</summary>
+        SkipUndecodable: bool
+        /// <summary>Some true: decode everything once at opening into one uint8 tensor; Some false: decode on demand
+        /// in the loader's workers; None: in memory when the decoded images take at most
+        /// <c>MemoryBudgetBytes</c>.</summary>
+        InMemory: bool option
+        /// <summary>The size limit of the automatic in-memory choice.</summary>
+        MemoryBudgetBytes: int64
+    }
+
+/// <summary>A split of image files decoded on demand (SkiaSharp), for ImageFolders too large to hold in memory.</summary>
+type FileSplit(files: string[], labels: int[], decode: string -> byte[], shape: int[]) =
+    /// <summary>The image files, in index order.</summary>
+    member _.Files = files
+    interface ISplit with
+        member _.Count = files.Length
+        member _.Labels = labels
+        member _.Load(indices: int[]) =
+            let size = shape[0] * shape[1] * shape[2]
+            let data = Array.zeroCreate (indices.Length * size)
+            indices |> Array.iteri (fun k i -> Buffer.BlockCopy(decode files[i], 0, data, k * size, size))
+            DataFile.uint8Tensor data [| int64 indices.Length; int64 shape[0]; int64 shape[1]; int64 shape[2] |]
+
+/// <summary>ImageFolder datasets (torchvision's layout): <c>root/train/&lt;class&gt;/*.{jpg,jpeg,png}</c> and
+/// <c>root/test/&lt;class&gt;/…</c> (or <c>val/</c>), classes sorted by name; and TinyImageNet's layout mapped onto
+/// it. Images are decoded with SkiaSharp to RGB, 3×H×W uint8.</summary>
+[<RequireQualifiedAccess>]
+module ImageFolder =
+
+    /// <summary>The default options: images at their own size, no skipping, in memory up to 2 GiB.</summary>
+    let defaultOptions =
+        { ImageSize = None; SkipUndecodable = false; InMemory = None; MemoryBudgetBytes = 2L * 1024L * 1024L * 1024L }
+
+    let private extensions = set [ ".jpg"; ".jpeg"; ".png" ]
+
+    /// <summary>True for the file extensions read as images (case-insensitive).</summary>
+    let isImage (path: string) = extensions.Contains(Path.GetExtension(path).ToLowerInvariant())
+
+    /// <summary>Decodes an image file to RGB, channel-planar bytes (3×H×W) and its height and width.</summary>
+    /// <exception cref="T:Bake.Core.BakeException">The file cannot be read or decoded; the message names it.</exception>
+    [<CompiledName("Decode")>]
+    let decode (path: string) : byte[] * int * int =
+        let bytes =
+            try File.ReadAllBytes path
+            with
+            | :? IOException
+            | :? UnauthorizedAccessException as e -> DataFile.fail path $"cannot read: {e.Message}"
+        use data = SKData.CreateCopy bytes
+        use codec = SKCodec.Create data
+        if isNull codec then DataFile.fail path "undecodable image (not a JPEG or PNG SkiaSharp can read)"
+        let info = SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul)
+        use bitmap = new SKBitmap(info)
+        match codec.GetPixels(info, bitmap.GetPixels()) with
+        | SKCodecResult.Success -> ()
+        | result -> DataFile.fail path $"undecodable image: SkiaSharp reports {result} after reading the header ({info.Width}×{info.Height})"
+        let h, w = info.Height, info.Width
+        let rgba = bitmap.GetPixelSpan()
+        let plane = h * w
+        let planar = Array.zeroCreate (3 * plane)
+        for p in 0 .. plane - 1 do
+            planar[p] <- rgba[4 * p]
+            planar[plane + p] <- rgba[4 * p + 1]
+            planar[2 * plane + p] <- rgba[4 * p + 2]
+        planar, h, w
+
+    /// <summary>Decodes and brings the image to <paramref name="shape"/>: resized (shorter side) and center-cropped
+    /// when an image size is set, otherwise checked to have that shape.</summary>
+    let private decodeTo (imageSize: int option) (shape: int[]) (path: string) : byte[] =
+        let planar, h, w = decode path
+        match imageSize with
+        | None ->
+            if h <> shape[1] || w <> shape[2] then
+                DataFile.fail path
+                    $"image is {w}×{h} but the dataset's images are {shape[2]}×{shape[1]}: pass an image size (--image-size) to resize images of different sizes"
+            planar
+        | Some size when h = size && w = size -> planar
+        | Some size ->
+            use _ = torch.NewDisposeScope()
+            let image = DataFile.uint8Tensor planar [| 1L; 3L; int64 h; int64 w |]
+            let resized = Transforms.resizeCenterCrop { Resize = size; Crop = size } image
+            resized.mul(Tensors.scalar 255.0).round().clamp(Tensors.scalar 0.0, Tensors.scalar 255.0).to_type(torch.uint8).contiguous().data<byte>().ToArray()
+
+    /// <summary>Lists the class folders of a split folder, sorted by ordinal name.</summary>
+    let private classFolders (splitFolder: string) =
+        Directory.GetDirectories splitFolder |> Array.sortWith (fun a b -> String.CompareOrdinal(a, b))
+
+    /// <summary>The image files of a folder (recursively for TinyImageNet's <c>images/</c>), sorted.</summary>
+    let private imagesIn (folder: string) =
+        Directory.GetFiles(folder, "*", SearchOption.AllDirectories)
+        |> Array.filter isImage
+        |> Array.sortWith (fun a b -> String.CompareOrdinal(a, b))
+
+    /// <summary>Builds a split over files and labels: decodes everything into memory, or keeps the files, and drops
+    /// undecodable files when asked. Returns the split, the skipped files and the per-channel statistics.</summary>
+    let private makeSplits (source: string) (options: ImageFolderOptions) (train: (string * int)[]) (test: (string * int)[]) =
+        let firstShape () =
+            let candidates = Seq.append train test |> Seq.map fst
+            let rec first (files: string list) =
+                match files with
+                | [] -> DataFile.fail source "no decodable image found"
+                | path :: rest ->
+                    try
+                        let _, h, w = decode path
+                        match options.ImageSize with
+                        | Some size -> [| 3; size; size |]
+                        | None -> [| 3; h; w |]
+                    with :? BakeException when options.SkipUndecodable -> first rest
+            first (List.ofSeq (Seq.truncate 100 candidates))
+        let shape = firstShape ()
+        let imageBytes = int64 (shape[0] * shape[1] * shape[2])
+        let decodeOne = decodeTo options.ImageSize shape
+        let total = int64 (train.Length + test.Length) * imageBytes
+        let inMemory = options.InMemory |> Option.defaultValue (total <= options.MemoryBudgetBytes)
+        let skipped = Collections.Concurrent.ConcurrentBag<string>()
+        let build (entries: (string * int)[]) : ISplit * float[] * float[] =
+            if inMemory then
+                let decoded = Array.zeroCreate<byte[]> entries.Length
+                let errors = Array.zeroCreate<exn> entries.Length
+                Parallel.For(
+                    0,
+                    entries.Length,
+                    ParallelOptions(MaxDegreeOfParallelism = Environment.ProcessorCount),
+                    fun i ->
+                        try
+                            decoded[i] <- decodeOne (fst entries[i])
+                        with :? BakeException as e ->
+                            if options.SkipUndecodable then skipped.Add(fst entries[i]) else errors[i] <- (e :> exn)
+                ) |> ignore
+                // The first failing file in index order, whatever the thread timing.
+                match errors |> Array.tryFind (fun e -> not (isNull e)) with
+                | Some e -> raise e
+                | None -> ()
+                let kept = Array.zip entries decoded |> Array.filter (fun (_, d) -> not (isNull d))
+                let data = kept |> Array.map snd |> Array.concat
+                let labels = kept |> Array.map (fst >> snd)
+                let images = DataFile.uint8Tensor data [| int64 labels.Length; int64 shape[0]; int64 shape[1]; int64 shape[2] |]
+                let mean, std = DatasetStats.meanStd images
+                (new InMemorySplit(images, labels) :> ISplit), mean, std
+            else
+                // Files that SkiaSharp cannot even open are found now (headers only); deeper corruption is reported
+                // by name when the loader reaches the image.
+                let readable (path: string) =
+                    try
+                        use codec = SKCodec.Create path
+                        not (isNull codec)
+                    with _ -> false
+                let kept =
+                    if options.SkipUndecodable then
+                        entries |> Array.filter (fun (path, _) -> readable path || (skipped.Add path; false))
+                    else entries
+                let split = FileSplit(kept |> Array.map fst, kept |> Array.map snd, decodeOne, shape) :> ISplit
+                // Statistics from a seeded sample of up to 2,000 images.
+                let sample = Sampling.shuffledBatches (split.Count, min 2000 split.Count, 0, 0, None) |> Array.tryHead |> Option.defaultValue [||]
+                use images = split.Load sample
+                let mean, std = DatasetStats.meanStd images
+                split, mean, std
+        let trainSplit, mean, std = build train
+        let testSplit, _, _ = build test
+        trainSplit, testSplit, shape, mean, std, List.ofSeq skipped, inMemory
+
+    let private dataset name (source: string) classes (options: ImageFolderOptions) train test =
+        let trainSplit, testSplit, shape, mean, std, skipped, inMemory = makeSplits source options train test
+        let storage = if inMemory then "in memory" else "decoded on demand"
+        let skippedNote =
+            match skipped with
+            | [] -> ""
+            | files ->
+                let shown = files |> List.sort |> List.truncate 3 |> String.concat ", "
+                let more = if files.Length > 3 then ", …" else ""
+                $"; {files.Length} undecodable image(s) skipped: {shown}{more}"
+        { Name = name
+          Source = $"{source} ({storage}{skippedNote})"
+          Classes = classes
+          ImageShape = shape
+          Train = trainSplit
+          Test = testSplit
+          Mean = mean
+          Std = std }
+
+    /// <summary>The test split folder of an ImageFolder root: <c>test/</c>, else <c>val/</c>.</summary>
+    let testFolder (root: string) : string option =
+        [ "test"; "val" ] |> List.map (fun name -> Path.Combine(root, name)) |> List.tryFind Directory.Exists
+
+    /// <summary>Loads <c>root/train/&lt;class&gt;/*</c> and <c>root/test/&lt;class&gt;/*</c> (or <c>val/</c>).</summary>
+    /// <exception cref="T:Bake.Core.BakeException">A missing split, an empty class folder, a test class that is not a
+    /// training class, or an undecodable image (unless skipped); the message names the folder or file.</exception>
+    [<CompiledName("Load")>]
+    let load (root: string) (options: ImageFolderOptions) : Dataset =
+        let trainFolder = Path.Combine(root, "train")
+        if not (Directory.Exists trainFolder) then DataFile.fail trainFolder "missing split folder (an ImageFolder has train/ and test/ or val/)"
+        let testRoot =
+            testFolder root |> Option.defaultWith (fun () -> DataFile.fail (Path.Combine(root, "test")) "missing split folder (looked for test/ and val/)")
+        let classes = classFolders trainFolder |> Array.map Path.GetFileName
+        if classes.Length = 0 then DataFile.fail trainFolder "no class folders"
+        let index = classes |> Array.mapi (fun i c -> c, i) |> dict
+        let entries (splitFolder: string) =
+            classFolders splitFolder
+            |> Array.collect (fun folder ->
+                let name = Path.GetFileName folder
+                match index.TryGetValue name with
+                | true, label ->
+                    let files = imagesIn folder
+                    if files.Length = 0 then DataFile.fail folder "empty class folder: no .jpg, .jpeg or .png file"
+                    files |> Array.map (fun f -> f, label)
+                | _ -> DataFile.fail folder $"class '{name}' has no folder in {trainFolder}")
+        let train = entries trainFolder
+        let test = entries testRoot
+        if test.Length = 0 then DataFile.fail testRoot "no class folders"
+        dataset (DirectoryInfo(root).Name) $"imagefolder: {root}" classes options train test
+
+    /// <summary>Loads TinyImageNet's layout: <c>train/&lt;wnid&gt;/images/*.JPEG</c>, validation images in
+    /// <c>val/images/</c> labelled by <c>val/val_annotations.txt</c> (file, wnid, box), used as the test split.
+    /// Classes are the wnids (from <c>wnids.txt</c> when present), sorted.</summary>
+    [<CompiledName("LoadTinyImageNet")>]
+    let loadTinyImageNet (root: string) (options: ImageFolderOptions) : Dataset =
+        let trainFolder = Path.Combine(root, "train")
+        let annotations = Path.Combine(root, "val", "val_annotations.txt")
+        if not (Directory.Exists trainFolder) then DataFile.fail trainFolder "missing split folder"
+        if not (File.Exists annotations) then DataFile.fail annotations "missing validation annotations"
+        let wnids =
+            let listed = Path.Combine(root, "wnids.txt")
+            (if File.Exists listed then DataFile.lines listed else classFolders trainFolder |> Array.map Path.GetFileName)
+            |> Array.sortWith (fun a b -> String.CompareOrdinal(a, b))
+        let index = wnids |> Array.mapi (fun i c -> c, i) |> dict
+        let train =
+            wnids
+            |> Array.collect (fun wnid ->
+                let folder = Path.Combine(trainFolder, wnid)
+                if not (Directory.Exists folder) then DataFile.fail folder "missing class folder"
+                let files = imagesIn folder
+                if files.Length = 0 then DataFile.fail folder "empty class folder: no image file"
+                files |> Array.map (fun f -> f, index[wnid]))
+        let test =
+            File.ReadAllLines annotations
+            |> Array.mapi (fun line text -> line, text)
+            |> Array.filter (fun (_, text) -> text.Trim() <> "")
+            |> Array.map (fun (line, text) ->
+                let fields = text.Split '\t'
+                if fields.Length < 2 then DataFile.fail annotations $"line {line + 1}: expected 'file<TAB>wnid…', got '{text}'"
+                match index.TryGetValue fields[1] with
+                | true, label ->
+                    let file = Path.Combine(root, "val", "images", fields[0])
+                    if not (File.Exists file) then DataFile.fail annotations $"line {line + 1}: image {file} does not exist"
+                    file, label
+                | _ -> DataFile.fail annotations $"line {line + 1}: class '{fields[1]}' is not one of the {wnids.Length} training classes")
+        dataset (DirectoryInfo(root).Name) $"tinyimagenet: {root}" wnids options train test
