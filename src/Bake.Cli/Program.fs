@@ -18,6 +18,8 @@ let main argv =
     try
         let results = parser.ParseCommandLine(argv, raiseOnUsage = true)
         match results.GetSubCommand() with
+        | Train args -> TrainCommand.train args
+        | Eval args -> TrainCommand.eval args
         | Version _ -> version ()
         | Targets args -> TargetsCommand.run args
         | Plot args -> PlotCommand.run args

@@ -48,6 +48,7 @@ module Models =
           resnet "resnet152" Bottleneck [ 3; 8; 36; 3 ] 1L 64L
           resnet "resnext50-32x4d" Bottleneck [ 3; 4; 6; 3 ] 32L 4L
           resnet "resnext101-32x4d" Bottleneck [ 3; 4; 23; 3 ] 32L 4L
+          resnet "resnext152-32x4d" Bottleneck [ 3; 8; 36; 3 ] 32L 4L
           { Name = "densenet121"
             Summary = "torchvision densenet121"
             MinImageSize = 32
