@@ -16,6 +16,7 @@ type BakeArgs =
     | [<CliPrefix(CliPrefix.None); SubCommand>] Version of ParseResults<VersionArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Targets of ParseResults<Bake.Cli.TargetsCommand.TargetsArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Plot of ParseResults<Bake.Cli.PlotCommand.PlotArgs>
+    | [<CliPrefix(CliPrefix.None); SubCommand>] Predict of ParseResults<Bake.Cli.PredictCommand.PredictArgs>
     interface IArgParserTemplate with
         member this.Usage =
             match this with
@@ -26,3 +27,4 @@ type BakeArgs =
             | Version _ -> "print the versions of Bake, TorchSharp and libtorch, and check that libtorch loads."
             | Targets _ -> "BAKE soft targets for features and logits from CSV or .npy files (any framework)."
             | Plot _ -> "PNG figures (loss, learning rate, top-1 accuracy) of run directories, and a comparison of runs."
+            | Predict _ -> "classify image files with a checkpoint: the top-k classes and their probabilities."

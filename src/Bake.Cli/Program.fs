@@ -23,6 +23,7 @@ let main argv =
         | Version _ -> version ()
         | Targets args -> TargetsCommand.run args
         | Plot args -> PlotCommand.run args
+        | Predict args -> PredictCommand.run args
     with
     | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText ->
         printfn "%s" e.Message
@@ -30,6 +31,7 @@ let main argv =
         match Array.tryHead argv with
         | Some "targets" -> printfn "%s\n" TargetsCommand.example
         | Some "plot" -> printfn "%s\n" PlotCommand.example
+        | Some "predict" -> printfn "%s\n" PredictCommand.example
         | _ -> ()
         0
     | :? ArguParseException as e ->

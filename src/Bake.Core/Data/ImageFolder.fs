@@ -80,6 +80,37 @@ module ImageFolder =
             planar[2 * plane + p] <- rgba[4 * p + 2]
         planar, h, w
 
+    /// <summary>Writes an image as a PNG file (lossless, so <see cref="M:Bake.Core.Data.ImageFolder.Decode(System.String)"/>
+    /// reads the same pixels back), atomically.</summary>
+    /// <param name="path">The file to write.</param>
+    /// <param name="image">uint8 C×H×W with C = 1 (grayscale) or 3 (RGB); not modified.</param>
+    /// <exception cref="T:System.ArgumentException">The image is not uint8 C×H×W with 1 or 3 channels.</exception>
+    /// <exception cref="T:Bake.Core.BakeException">The file cannot be written.</exception>
+    [<CompiledName("SavePng")>]
+    let savePng (path: string) (image: torch.Tensor) : unit =
+        if isNull image then nullArg "image"
+        if image.dtype <> torch.uint8 || image.dim () <> 3L || (image.shape[0] <> 1L && image.shape[0] <> 3L) then
+            invalidArg "image" $"expected a uint8 C×H×W image with 1 or 3 channels, got {image.dtype} {Tensors.describe image}"
+        let channels, h, w = int image.shape[0], int image.shape[1], int image.shape[2]
+        // Interleaved rows in the bitmap's layout: Gray8 for one channel, RGBA (opaque) for three.
+        let colorType = if channels = 1 then SKColorType.Gray8 else SKColorType.Rgba8888
+        use bitmap = new SKBitmap(SKImageInfo(w, h, colorType, SKAlphaType.Opaque))
+        let planar = image.contiguous().data<byte>().ToArray()
+        let pixelBytes = if channels = 1 then 1 else 4
+        let row = Array.zeroCreate<byte> bitmap.RowBytes
+        for y in 0 .. h - 1 do
+            for x in 0 .. w - 1 do
+                let p = y * w + x
+                if channels = 1 then row[x] <- planar[p]
+                else
+                    for c in 0 .. 2 do
+                        row[pixelBytes * x + c] <- planar[c * h * w + p]
+                    row[pixelBytes * x + 3] <- 255uy
+            Runtime.InteropServices.Marshal.Copy(row, 0, bitmap.GetPixels() + nativeint (y * bitmap.RowBytes), row.Length)
+        use encoded = bitmap.Encode(SKEncodedImageFormat.Png, 100)
+        if isNull encoded then raise (BakeException $"{path}: SkiaSharp could not encode a {w}×{h} PNG")
+        Files.writeAtomic path (fun stream -> encoded.SaveTo stream)
+
     /// <summary>Decodes and brings the image to <paramref name="shape"/>: resized (shorter side) and center-cropped
     /// when an image size is set, otherwise checked to have that shape.</summary>
     let private decodeTo (imageSize: int option) (shape: int[]) (path: string) : byte[] =

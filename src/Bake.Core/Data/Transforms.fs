@@ -317,14 +317,20 @@ module Transforms =
                 Lighting = (if dataset.ImageShape[0] = 3 then Some 0.1 else None)
                 Normalize = normalize }
 
+    /// <summary>The evaluation preset for images of a shape (C; H; W) with per-channel statistics (what
+    /// <see cref="M:Bake.Core.Data.Transforms.ForEvaluation(Bake.Core.Data.Dataset)"/> gives a dataset of that
+    /// shape), for checkpoints that record them.</summary>
+    [<CompiledName("ForEvaluationOf")>]
+    let forEvaluationOf (imageShape: int[], mean: float[], std: float[]) : TransformSpec =
+        let side = min imageShape[1] imageShape[2]
+        let normalize = Some(mean, std)
+        if side <= 64 then { none with Normalize = normalize }
+        else { none with ResizeCenterCrop = Some { Resize = 256; Crop = 224 }; Normalize = normalize }
+
     /// <summary>The evaluation preset: normalisation only for images up to 64 pixels; resize to 256 then center
     /// crop 224 for larger ones.</summary>
     [<CompiledName("ForEvaluation")>]
-    let forEvaluation (dataset: Dataset) : TransformSpec =
-        let side = min dataset.ImageShape[1] dataset.ImageShape[2]
-        let normalize = Some(dataset.Mean, dataset.Std)
-        if side <= 64 then { none with Normalize = normalize }
-        else { none with ResizeCenterCrop = Some { Resize = 256; Crop = 224 }; Normalize = normalize }
+    let forEvaluation (dataset: Dataset) : TransformSpec = forEvaluationOf (dataset.ImageShape, dataset.Mean, dataset.Std)
 
     /// <summary>The official small-scale TinyImageNet recipe (REFERENCE.md §4.2): training RandomResizedCrop(32)
     /// (area 0.08–1) + flip, evaluation Resize(32); ImageNet mean/std.</summary>

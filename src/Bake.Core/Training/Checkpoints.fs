@@ -156,3 +156,67 @@ module Checkpoints =
     let load (checkpoint: string, model: Classifier, optimizer: torch.optim.Optimizer option) : unit =
         Weights.load (model, Path.Combine(checkpoint, "model.safetensors"))
         optimizer |> Option.iter (fun o -> (o :?> TorchSharp.Modules.OptimizerHelper).load_state_dict (Path.Combine(checkpoint, "optimizer.bin")))
+
+    /// <summary>The checkpoint a user means by a path: a checkpoint folder itself, or a run directory's best
+    /// checkpoint, else its last.</summary>
+    /// <exception cref="T:Bake.Core.BakeException">Neither is there; the message names the path and what was expected.</exception>
+    [<CompiledName("Find")>]
+    let find (path: string) : string =
+        match resolve (path, "best") |> Option.orElse (resolve (path, "last")) with
+        | Some checkpoint -> checkpoint
+        | None ->
+            raise (BakeException $"{path}: no Bake checkpoint (expected a checkpoint folder with state.json or a run directory with checkpoints/last.json)")
+
+    /// <summary>The run directory a checkpoint folder belongs to (<c>runDir/checkpoints/&lt;name&gt;</c>).</summary>
+    [<CompiledName("RunDirectory")>]
+    let runDirectory (checkpoint: string) : string = Path.GetFullPath(Path.Combine(checkpoint, "..", ".."))
+
+    /// <summary>A checkpoint's state and its model with the checkpoint's weights, in eval mode on the CPU. The caller
+    /// owns (and disposes) the model.</summary>
+    /// <exception cref="T:Bake.Core.BakeException">The state or the weights cannot be read or do not fit.</exception>
+    [<CompiledName("LoadModel")>]
+    let loadModel (checkpoint: string) : CheckpointState * Classifier =
+        let state = readState checkpoint
+        let model = Models.create (state.Model, state.Classes.Length, state.ImageShape[0], state.ImageShape[1])
+        try
+            load (checkpoint, model, None)
+            model.eval ()
+            state, model
+        with _ ->
+            model.Dispose()
+            reraise ()
+
+    /// <summary>Writes a checkpoint's weights (state dict, torchvision names) for PyTorch or any safetensors reader,
+    /// atomically.</summary>
+    /// <param name="path">A checkpoint folder or a run directory (its best checkpoint, else its last).</param>
+    /// <param name="format"><c>safetensors</c> or <c>pth</c> (a <c>torch.save</c> state dict).</param>
+    /// <param name="out">The file to write; None: <c>&lt;model&gt;-&lt;checkpoint&gt;.&lt;format&gt;</c> in the current
+    /// directory.</param>
+    /// <returns>The full path written, and the checkpoint's state (for its classes).</returns>
+    /// <exception cref="T:Bake.Core.UsageException">An unknown format, or an output extension that contradicts it.</exception>
+    /// <exception cref="T:Bake.Core.BakeException">No checkpoint, or the file cannot be written.</exception>
+    [<CompiledName("Export")>]
+    let export (path: string, format: string, out: string option) : string * CheckpointState =
+        let format = if isNull format then "" else format.Trim().ToLowerInvariant()
+        let extensions =
+            match format with
+            | "safetensors" -> [ ".safetensors" ]
+            | "pth" -> [ ".pth"; ".pt" ]
+            | other -> raise (UsageException $"unknown export format '{other}': expected safetensors or pth")
+        out
+        |> Option.iter (fun file ->
+            let extension = Path.GetExtension(file).ToLowerInvariant()
+            if not (List.contains extension extensions) then
+                let expected = String.Join(" or ", extensions)
+                raise (UsageException $"--out {file}: a {format} file should end in {expected}"))
+        let checkpoint = find path
+        let state, model = loadModel checkpoint
+        use model = model
+        let target =
+            out
+            |> Option.defaultWith (fun () -> $"{state.Model}-{Path.GetFileName(Path.TrimEndingDirectorySeparator checkpoint)}{extensions.Head}")
+            |> Path.GetFullPath
+        match format with
+        | "safetensors" -> Weights.saveSafetensors (model, target)
+        | _ -> Weights.savePyTorch (model, target)
+        target, state
