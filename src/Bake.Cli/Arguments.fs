@@ -17,6 +17,9 @@ type BakeArgs =
     | [<CliPrefix(CliPrefix.None); SubCommand>] Targets of ParseResults<Bake.Cli.TargetsCommand.TargetsArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Plot of ParseResults<Bake.Cli.PlotCommand.PlotArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Predict of ParseResults<Bake.Cli.PredictCommand.PredictArgs>
+    | [<CliPrefix(CliPrefix.None); SubCommand>] Info of ParseResults<Bake.Cli.InfoCommand.InfoArgs>
+    | [<CliPrefix(CliPrefix.None); SubCommand>] Time of ParseResults<Bake.Cli.TimeCommand.TimeArgs>
+    | [<CliPrefix(CliPrefix.None); SubCommand>] Export of ParseResults<Bake.Cli.ExportCommand.ExportArgs>
     interface IArgParserTemplate with
         member this.Usage =
             match this with
@@ -28,3 +31,6 @@ type BakeArgs =
             | Targets _ -> "BAKE soft targets for features and logits from CSV or .npy files (any framework)."
             | Plot _ -> "PNG figures (loss, learning rate, top-1 accuracy) of run directories, and a comparison of runs."
             | Predict _ -> "classify image files with a checkpoint: the top-k classes and their probabilities."
+            | Info _ -> "a model's layers, parameter count and feature size."
+            | Time _ -> "median forward and training-step times of a model, and BAKE's overhead per step."
+            | Export _ -> "a checkpoint's weights as .safetensors or a PyTorch .pth state dict."

@@ -24,6 +24,9 @@ let main argv =
         | Targets args -> TargetsCommand.run args
         | Plot args -> PlotCommand.run args
         | Predict args -> PredictCommand.run args
+        | Info args -> InfoCommand.run args
+        | Time args -> TimeCommand.run args
+        | Export args -> ExportCommand.run args
     with
     | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText ->
         printfn "%s" e.Message
@@ -32,6 +35,9 @@ let main argv =
         | Some "targets" -> printfn "%s\n" TargetsCommand.example
         | Some "plot" -> printfn "%s\n" PlotCommand.example
         | Some "predict" -> printfn "%s\n" PredictCommand.example
+        | Some "info" -> printfn "%s\n" InfoCommand.example
+        | Some "time" -> printfn "%s\n" TimeCommand.example
+        | Some "export" -> printfn "%s\n" ExportCommand.example
         | _ -> ()
         0
     | :? ArguParseException as e ->
