@@ -20,6 +20,7 @@ type BakeArgs =
     | [<CliPrefix(CliPrefix.None); SubCommand>] Info of ParseResults<Bake.Cli.InfoCommand.InfoArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Time of ParseResults<Bake.Cli.TimeCommand.TimeArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Export of ParseResults<Bake.Cli.ExportCommand.ExportArgs>
+    | [<CliPrefix(CliPrefix.None); SubCommand>] Soft_Targets of ParseResults<Bake.Cli.SoftTargetsCommand.SoftTargetsArgs>
     interface IArgParserTemplate with
         member this.Usage =
             match this with
@@ -34,3 +35,4 @@ type BakeArgs =
             | Info _ -> "a model's layers, parameter count and feature size."
             | Time _ -> "median forward and training-step times of a model, and BAKE's overhead per step."
             | Export _ -> "a checkpoint's weights as .safetensors or a PyTorch .pth state dict."
+            | Soft_Targets _ -> "the paper's Figure 4 for one batch: images, labels and the top-3 classes of their BAKE soft targets (PNG)."

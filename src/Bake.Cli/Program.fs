@@ -27,6 +27,7 @@ let main argv =
         | Info args -> InfoCommand.run args
         | Time args -> TimeCommand.run args
         | Export args -> ExportCommand.run args
+        | Soft_Targets args -> SoftTargetsCommand.run args
     with
     | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText ->
         printfn "%s" e.Message
@@ -38,6 +39,7 @@ let main argv =
         | Some "info" -> printfn "%s\n" InfoCommand.example
         | Some "time" -> printfn "%s\n" TimeCommand.example
         | Some "export" -> printfn "%s\n" ExportCommand.example
+        | Some "soft-targets" -> printfn "%s\n" SoftTargetsCommand.example
         | _ -> ()
         0
     | :? ArguParseException as e ->
