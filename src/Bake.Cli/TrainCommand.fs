@@ -37,7 +37,7 @@ type EvalArgs =
     interface IArgParserTemplate with
         member this.Usage =
             match this with
-            | Checkpoint _ -> "a checkpoint folder or a run directory (its best checkpoint, else its last)."
+            | Checkpoint _ -> "a checkpoint folder, or a run directory (its last checkpoint: the final model; checkpoints/<folder> for another)."
             | Fgsm _ -> "FGSM accuracy at these ε (pixel units in [0, 1], comma-separated), e.g. --fgsm 0.01,0.03,0.1."
             | Corruption _ -> "accuracy under corruptions at severities 1–3: gaussian-noise, gaussian-blur (comma-separated)."
             | Calibrate -> "ECE after a temperature fitted on the run's held-out training images (TRAIN.HOLDOUT_PER_CLASS)."

@@ -140,6 +140,15 @@ module Checkpoints =
                 Some(Path.Combine(folder path, name))
             else None
 
+    /// <summary>The checkpoint folder meant by a path: the folder itself, or for a run directory its last checkpoint
+    /// (the final model of a finished run; pass <c>checkpoints/&lt;folder&gt;</c> for another one).</summary>
+    /// <exception cref="T:Bake.Core.BakeException">There is no checkpoint there.</exception>
+    [<CompiledName("OfPath")>]
+    let ofPath (path: string) : string =
+        match resolve (path, "last") with
+        | Some checkpoint -> checkpoint
+        | None -> raise (BakeException $"{path}: no Bake checkpoint (expected a checkpoint folder with state.json or a run directory with checkpoints/last.json)")
+
     /// <summary>Reads a checkpoint's state.</summary>
     [<CompiledName("ReadState")>]
     let readState (checkpoint: string) : CheckpointState =

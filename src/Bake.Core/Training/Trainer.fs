@@ -328,14 +328,12 @@ module Trainer =
               $"model: {settings.Model}, input {channels}×{size}×{size}, {classes} classes{classesNote}"
               Models.describe model ]
 
-    /// <summary>Evaluates a checkpoint (a checkpoint folder or a run directory: its best, else last, checkpoint) on
+    /// <summary>Evaluates a checkpoint (a checkpoint folder, or a run directory: its last checkpoint, i.e. the final model) on
     /// the test split of a dataset (by default the run's own, read from its config.yaml).</summary>
     [<CompiledName("EvaluateCheckpoint")>]
     let evaluateCheckpoint (path: string, datasetSpec: string option, workers: int, batchSize: int) : CheckpointState * EvalMetrics =
         let checkpoint =
-            match Checkpoints.resolve (path, "best") |> Option.orElse (Checkpoints.resolve (path, "last")) with
-            | Some c -> c
-            | None -> raise (BakeException $"{path}: no Bake checkpoint (expected a checkpoint folder with state.json or a run directory with checkpoints/last.json)")
+            Checkpoints.ofPath path
         let state = Checkpoints.readState checkpoint
         let spec =
             match datasetSpec with
@@ -367,15 +365,13 @@ type RobustnessReport =
 [<RequireQualifiedAccess>]
 module Robustness =
 
-    /// <summary>Evaluates a checkpoint (folder or run directory: best, else last) on its run's test split: clean,
+    /// <summary>Evaluates a checkpoint (a checkpoint folder, or a run directory: its last checkpoint) on its run's test split: clean,
     /// after temperature scaling fitted on the run's held-out training images (TRAIN.HOLDOUT_PER_CLASS), under FGSM
     /// at each ε and under each corruption at severities 1–3.</summary>
     [<CompiledName("Evaluate")>]
     let evaluate (path: string, fgsm: float list, corruptions: Corruption list, calibrate: bool, batchSize: int, workers: int) : RobustnessReport =
         let checkpoint =
-            match Checkpoints.resolve (path, "best") |> Option.orElse (Checkpoints.resolve (path, "last")) with
-            | Some c -> c
-            | None -> raise (BakeException $"{path}: no Bake checkpoint (expected a checkpoint folder with state.json or a run directory with checkpoints/last.json)")
+            Checkpoints.ofPath path
         let runConfig = Path.Combine(checkpoint, "..", "..", "config.yaml") |> Path.GetFullPath
         if not (File.Exists runConfig) then raise (BakeException $"{checkpoint}: the run's config.yaml is missing ({runConfig})")
         let settings = Settings.ofConfigOrThrow (Configs.load runConfig [])
