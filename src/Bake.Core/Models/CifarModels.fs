@@ -28,11 +28,11 @@ type internal PreActBlock(inputs: int64, planes: int64, stride: int64) as this =
         | None -> ()
 
     override _.forward(x: torch.Tensor) =
-        use activated = torch.nn.functional.relu (bn1.call x, true)
+        use activated = (bn1.call x).relu_ ()
         use projected = match projection with Some conv -> conv.call activated | None -> null
         let shortcut = if isNull projected then activated else projected
         use h = conv1.call activated
-        use hidden = torch.nn.functional.relu (bn2.call h, true)
+        use hidden = (bn2.call h).relu_ ()
         let out = conv2.call hidden
         out.add_ shortcut
 
@@ -66,7 +66,7 @@ type CifarPreActResNet18(name: string, classes: int64, channels: int64) as this 
 
     override _.Features(images: torch.Tensor) =
         use stem = conv1.call images
-        use activated = torch.nn.functional.relu (bn1.call stem, true)
+        use activated = (bn1.call stem).relu_ ()
         use maps = Layers.run (stages |> Seq.cast) activated
         Layers.globalAveragePool maps
 
@@ -88,9 +88,9 @@ type internal CifarDenseBottleneck(inputs: int64, growth: int64) as this =
         this.register_module ("conv2", conv2)
 
     override _.forward(x: torch.Tensor) =
-        use a = torch.nn.functional.relu (bn1.call x, true)
+        use a = (bn1.call x).relu_ ()
         use b = conv1.call a
-        use c = torch.nn.functional.relu (bn2.call b, true)
+        use c = (bn2.call b).relu_ ()
         use fresh = conv2.call c
         torch.cat ([| fresh; x |], 1L)
 
@@ -105,7 +105,7 @@ type internal CifarTransition(inputs: int64, outputs: int64) as this =
         this.register_module ("conv", conv)
 
     override _.forward(x: torch.Tensor) =
-        use a = torch.nn.functional.relu (bn.call x, true)
+        use a = (bn.call x).relu_ ()
         use b = conv.call a
         torch.nn.functional.avg_pool2d (b, 2L)
 
@@ -148,7 +148,7 @@ type CifarDenseNet121(name: string, classes: int64, channels: int64) as this =
     override _.Features(images: torch.Tensor) =
         use stem = conv1.call images
         use maps = Layers.run (List.map snd stages) stem
-        use activated = torch.nn.functional.relu (bn.call maps, true)
+        use activated = (bn.call maps).relu_ ()
         Layers.globalAveragePool activated
 
     override _.Head(features: torch.Tensor) = linear.call features

@@ -18,9 +18,9 @@ type internal DenseLayer(inputs: int64, growth: int64, bottleneckWidth: int64) a
         this.register_module ("conv2", conv2)
 
     override _.forward(x: torch.Tensor) =
-        use a = torch.nn.functional.relu (norm1.call x, true)
+        use a = (norm1.call x).relu_ ()
         use b = conv1.call a
-        use c = torch.nn.functional.relu (norm2.call b, true)
+        use c = (norm2.call b).relu_ ()
         conv2.call c
 
 /// <summary>torchvision's <c>_DenseBlock</c> (children <c>denselayer1</c>…): each layer sees the concatenation of

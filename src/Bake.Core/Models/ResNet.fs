@@ -32,7 +32,7 @@ type internal BasicBlock(inputs: int64, planes: int64, stride: int64) as this =
 
     override _.forward(x: torch.Tensor) =
         use a = conv1.call x
-        use b = torch.nn.functional.relu (bn1.call a, true)
+        use b = (bn1.call a).relu_ ()
         use c = conv2.call b
         let out = bn2.call c
         match downsample with
@@ -71,9 +71,9 @@ type internal BottleneckBlock(inputs: int64, planes: int64, stride: int64, group
 
     override _.forward(x: torch.Tensor) =
         use a = conv1.call x
-        use b = torch.nn.functional.relu (bn1.call a, true)
+        use b = (bn1.call a).relu_ ()
         use c = conv2.call b
-        use d = torch.nn.functional.relu (bn2.call c, true)
+        use d = (bn2.call c).relu_ ()
         use e = conv3.call d
         let out = bn3.call e
         match downsample with
@@ -124,7 +124,7 @@ type ResNet(name: string, block: ResNetBlock, depths: int list, groups: int64, w
 
     override _.Features(images: torch.Tensor) =
         use stem = conv1.call images
-        use activated = torch.nn.functional.relu (bn1.call stem, true)
+        use activated = (bn1.call stem).relu_ ()
         use pooled = maxpool.call activated
         use maps = Layers.run (stages |> Seq.cast) pooled
         Layers.globalAveragePool maps
