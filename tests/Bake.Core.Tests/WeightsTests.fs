@@ -13,8 +13,12 @@ open Bake.Core.Tests.TestUtil
 
 // ------------------------------------------------------------------------------------------ PyTorch peer
 
-/// Debian's PyTorch (python3-torch + python3-torchvision); no other interpreter on PATH.
-let python = "/usr/bin/python3"
+/// Debian's PyTorch (python3-torch + python3-torchvision), never another interpreter on PATH; BAKE_TEST_PYTHON
+/// overrides the path (e.g. to check the skip).
+let python =
+    match Environment.GetEnvironmentVariable "BAKE_TEST_PYTHON" with
+    | null | "" -> "/usr/bin/python3"
+    | path -> path
 
 let parityScript = Path.Combine(repoRoot, "tests", "fixtures", "make_parity.py")
 
