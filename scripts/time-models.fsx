@@ -4,7 +4,8 @@
 //     dotnet fsi scripts/time-models.fsx [model] [batch] [channels] [size] [steps] [threads]
 //
 // Defaults: cnn, batch 128 of 1×28×28, 20 timed steps after 3 warm-up steps, 2 threads. Prints the median and
-// mean step time and what that means for an epoch of 10,000 images. Do not set OMP_WAIT_POLICY=PASSIVE here:
+// mean step time, what that means for an epoch of 10,000 images, and the process CPU time per step (on an idle
+// machine about threads × wall time; on a busy one the wall time also counts the waits for a core). Do not set OMP_WAIT_POLICY=PASSIVE here:
 // it slows throughput (it is for tests sharing the CPU).
 #load "Bake.fsx"
 
@@ -38,13 +39,16 @@ let step () =
 for _ in 1..3 do
     step ()
 
+// Process CPU time as well as wall time: on a shared machine the wall time includes waiting for the CPU.
+let cpuBefore = Process.GetCurrentProcess().TotalProcessorTime
 let times =
     [| for _ in 1..steps ->
            let watch = Stopwatch.StartNew()
            step ()
            watch.Elapsed.TotalMilliseconds |]
+let cpuPerStep = (Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalMilliseconds / float steps
 
 let median = (Array.sort times)[times.Length / 2]
 printfn "%s" (Models.describe model)
-printfn "%s, batch %d of %d×%d×%d, %d threads: median %.1f ms/step, mean %.1f ms/step over %d steps (%.0f images/s; 10,000 images ≈ %.1f s)"
-    name batch channels size size threads median (Array.average times) steps (float batch * 1000.0 / median) (10000.0 / float batch * median / 1000.0)
+printfn "%s, batch %d of %d×%d×%d, %d threads: median %.1f ms/step, mean %.1f ms/step over %d steps (%.0f images/s; 10,000 images ≈ %.1f s); CPU time %.1f ms/step"
+    name batch channels size size threads median (Array.average times) steps (float batch * 1000.0 / median) (10000.0 / float batch * median / 1000.0) cpuPerStep

@@ -169,9 +169,17 @@ let tests =
                   "anynet_x", fun () -> new ResNet("resnext-1-1-1-1", Bottleneck, [ 1; 1; 1; 1 ], 32L, 4L, 10L, 3L)
                   "effnet_b0", fun () -> Models.create ("efficientnet-b0", 10, 3, 64)
                   "bake_mobilenetv2", fun () -> Models.create ("mobilenetv2", 10, 3, 64) ]
+            do
+                // The optimizer state's momentum buffers are read too; they are freed at once, not left to the GC.
+                use scope = torch.NewDisposeScope()
+                let state = Weights.read (Path.Combine(directory, "bake_mobilenetv2.pyth"))
+                Expect.equal scope.DisposablesCount state.Count "only the model_state tensors stay alive"
             for file, build in cases do
                 use model = build ()
-                Weights.load (model, Path.Combine(directory, $"{file}.pyth"))
+                do
+                    use scope = torch.NewDisposeScope()
+                    Weights.load (model, Path.Combine(directory, $"{file}.pyth"))
+                    Expect.equal scope.DisposablesCount 0 $"{file}: loading leaves no tensors behind"
                 let expected = tensorsIn directory $"{file}_outputs.pth"
                 expectParity $"{file} eval logits" (evalLogits model images) expected["eval"])
 
