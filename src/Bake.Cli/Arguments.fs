@@ -11,7 +11,9 @@ type VersionArgs =
 
 type BakeArgs =
     | [<CliPrefix(CliPrefix.None); SubCommand>] Version of ParseResults<VersionArgs>
+    | [<CliPrefix(CliPrefix.None); SubCommand>] Data of ParseResults<DataCommand.DataArgs>
     interface IArgParserTemplate with
         member this.Usage =
             match this with
             | Version _ -> "print the versions of Bake, TorchSharp and libtorch, and check that libtorch loads."
+            | Data _ -> "datasets: `bake data info <name|path>` shows what one holds, `bake data fetch <name>` downloads one."

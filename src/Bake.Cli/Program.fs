@@ -19,12 +19,15 @@ let main argv =
         let results = parser.ParseCommandLine(argv, raiseOnUsage = true)
         match results.GetSubCommand() with
         | Version _ -> version ()
+        | Data args -> DataCommand.run args
     with
     | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText ->
         printfn "%s" e.Message
         0
     | :? ArguParseException as e ->
-        eprintfn "%s" e.Message
+        // One clear line: Argu's first line names the mistake; the full usage is one --help away.
+        let first = e.Message.Split('\n', StringSplitOptions.RemoveEmptyEntries) |> Array.tryHead |> Option.defaultValue e.Message
+        eprintfn "bake: %s (see --help)" (first.Trim().Replace("ERROR: ", ""))
         2
     | :? Bake.Core.UsageException as e ->
         eprintfn "bake: %s" e.Message
