@@ -21,6 +21,7 @@ let runData (argv: string[]) : string =
         match args.GetSubCommand() with
         | Info a -> info a out
         | Fetch a -> fetch a out
+        | Bench a -> bench a out
     Expect.equal code 0 "exit code 0"
     out.ToString()
 
@@ -74,6 +75,13 @@ let tests =
         test "argument errors are Argu parse errors" {
             throwsWith<ArguParseException> (fun () -> runData [| "info" |] |> ignore) |> ignore
             throwsWith<ArguParseException> (fun () -> runData [| "fetch"; "mnist"; "--bogus" |] |> ignore) |> ignore
+        }
+
+        test "bench runs on the embedded dataset and reports loader and training rates" {
+            let text = runData [| "bench"; "embedded"; "--batches"; "2"; "--batch-size"; "16"; "--workers"; "0,1" |]
+            for fragment in [ "loader, 0 worker(s)"; "loader, 1 worker(s)"; "training step alone"; "waiting for data" ] do
+                Expect.stringContains text fragment fragment
+            usageError [| "bench"; "embedded"; "--workers"; "0,-1" |] "--workers must list counts >= 0"
         }
 
         test "the bake program: exit 2 with one line for usage errors, 1 for failures, 0 with help" {

@@ -208,7 +208,10 @@ module Fetch =
                 | :? HttpRequestException
                 | :? IOException
                 | :? Threading.Tasks.TaskCanceledException as e ->
-                    raise (BakeException($"{url}: download failed ({e.Message}); {partial} is kept: run the same command again to resume", e))
+                    let resume =
+                        if File.Exists partial then $"{partial} is kept: run the same command again to resume"
+                        else "run the same command again to retry"
+                    raise (BakeException($"{url}: download failed ({e.Message}); {resume}", e))
                 match mismatches file partial with
                 | [] ->
                     File.Move(partial, target, true)
