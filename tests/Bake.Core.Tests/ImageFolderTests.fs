@@ -115,6 +115,16 @@ let tests =
                 Expect.stringContains data.Source "0009.jpg" "named"
         }
 
+        test "a truncated JPEG (valid header, cut body) is named, not decoded into a silent gray image" {
+            use dir = new TempDir()
+            writeFolder dir.Path "test" |> ignore
+            let jpeg = Path.Combine(dir.Path, "train", "a", "0100.jpg")
+            writeImage jpeg 64 64 (pixels 5 (3 * 64 * 64))
+            let bytes = File.ReadAllBytes jpeg
+            File.WriteAllBytes(jpeg, bytes[.. bytes.Length / 2])
+            expectError (fun () -> ImageFolder.load dir.Path { inMemory with ImageSize = Some 6 } |> ignore) [ "0100.jpg"; "IncompleteInput" ]
+        }
+
         test "a missing split and a test class without a training folder are named" {
             use dir = new TempDir()
             writeFolder dir.Path "test" |> ignore
