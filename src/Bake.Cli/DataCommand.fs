@@ -82,13 +82,19 @@ let private positive (name: string) (value: int) =
     value
 
 /// `bake data info`: prints the summary of a dataset to `out`.
-let info (args: ParseResults<InfoArgs>) (out: TextWriter) : int =
+/// Opens the dataset named on the command line with the options `info` and `bench` share.
+let private openDataset (spec: string) (format: string option) (cache: string option) (imageSize: int option) (skip: bool) (onDemand: bool) =
     let imageOptions =
         { ImageFolder.defaultOptions with
-            ImageSize = args.TryGetResult InfoArgs.Image_Size |> Option.map (positive "--image-size")
-            SkipUndecodable = args.Contains InfoArgs.Skip_Undecodable }
-    let format = args.TryGetResult InfoArgs.Format |> Option.map DataFormat.Parse
-    let dataset = Datasets.loadWith (args.GetResult InfoArgs.Dataset, format, args.TryGetResult InfoArgs.Cache, imageOptions)
+            ImageSize = imageSize |> Option.map (positive "--image-size")
+            SkipUndecodable = skip
+            InMemory = (if onDemand then Some false else None) }
+    Datasets.loadWith (spec, format |> Option.map DataFormat.Parse, cache, imageOptions)
+
+let info (args: ParseResults<InfoArgs>) (out: TextWriter) : int =
+    let dataset =
+        openDataset (args.GetResult InfoArgs.Dataset) (args.TryGetResult InfoArgs.Format) (args.TryGetResult InfoArgs.Cache)
+            (args.TryGetResult InfoArgs.Image_Size) (args.Contains InfoArgs.Skip_Undecodable) false
     out.WriteLine(Datasets.describe dataset)
     0
 
@@ -133,13 +139,10 @@ let bench (args: ParseResults<BenchArgs>) (out: TextWriter) : int =
             match Int32.TryParse(w.Trim()) with
             | true, v when v >= 0 -> v
             | _ -> raise (UsageException($"--workers must list counts >= 0, got '{w}'")))
-    let imageOptions =
-        { ImageFolder.defaultOptions with
-            InMemory = (if args.Contains BenchArgs.On_Demand then Some false else None)
-            ImageSize = args.TryGetResult BenchArgs.Image_Size |> Option.map (positive "--image-size") }
-    let format = args.TryGetResult BenchArgs.Format |> Option.map DataFormat.Parse
     let opened = Diagnostics.Stopwatch.StartNew()
-    let dataset = Datasets.loadWith (args.GetResult BenchArgs.Dataset, format, args.TryGetResult BenchArgs.Cache, imageOptions)
+    let dataset =
+        openDataset (args.GetResult BenchArgs.Dataset) (args.TryGetResult BenchArgs.Format) (args.TryGetResult BenchArgs.Cache)
+            (args.TryGetResult BenchArgs.Image_Size) false (args.Contains BenchArgs.On_Demand)
     let shape = dataset.ImageShape |> Array.map string |> String.concat "×"
     out.WriteLine $"dataset {dataset.Name}: {dataset.Train.Count} training images of {shape}; {dataset.Source}; opened in {opened.Elapsed.TotalSeconds:F1} s"
     out.WriteLine $"torch threads {TorchSharp.torch.get_num_threads ()}, {Environment.ProcessorCount} cores, batch {batchSize}, {count} batches per measurement"

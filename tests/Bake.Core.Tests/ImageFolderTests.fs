@@ -34,11 +34,6 @@ let writeFolder (root: string) (testName: string) =
 let inMemory = { ImageFolder.defaultOptions with InMemory = Some true }
 let onDemand = { ImageFolder.defaultOptions with InMemory = Some false }
 
-let expectError (action: unit -> unit) (fragments: string list) =
-    let e = throwsWith<BakeException> (fun () -> action ())
-    for fragment in fragments do
-        Expect.stringContains e.Message fragment "the message"
-
 [<Tests>]
 let tests =
     testList "Data.ImageFolder" [
