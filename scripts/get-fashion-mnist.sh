@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Puts the full Fashion-MNIST (60,000 train / 10,000 test, MIT licence) into Bake's dataset cache from Debian's
 # `dataset-fashion-mnist` package, for machines that reach the Debian archive but not the dataset's own server.
-# Afterwards `bake data info fashion-mnist` and `bake train --dataset fashion-mnist` find it, exactly as after
+# Afterwards `bake data info fashion-mnist` and `Datasets.load ("fashion-mnist", None)` find it, exactly as after
 # `bake data fetch fashion-mnist`.
 #
 # Usage: scripts/get-fashion-mnist.sh [CACHE_DIR]
