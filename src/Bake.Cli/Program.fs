@@ -18,11 +18,20 @@ let main argv =
     try
         let results = parser.ParseCommandLine(argv, raiseOnUsage = true)
         match results.GetSubCommand() with
+        | Train args -> TrainCommand.train args
+        | Eval args -> TrainCommand.eval args
         | Version _ -> version ()
         | Data args -> DataCommand.run args
+        | Targets args -> TargetsCommand.run args
+        | Plot args -> PlotCommand.run args
     with
     | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText ->
         printfn "%s" e.Message
+        // Argu has no per-verb epilogue: the verb's examples follow its option list.
+        match Array.tryHead argv with
+        | Some "targets" -> printfn "%s\n" TargetsCommand.example
+        | Some "plot" -> printfn "%s\n" PlotCommand.example
+        | _ -> ()
         0
     | :? ArguParseException as e ->
         // One clear line: Argu's first line names the mistake; the full usage is one --help away.

@@ -85,6 +85,11 @@ module Losses =
                 |> Array.reduce (fun a b -> a.add b))
         { Total = total; Terms = terms }
 
+    /// <summary>The vanilla loss: cross-entropy alone, as a one-term <see cref="T:Bake.Core.Loss"/> named "ce".</summary>
+    [<CompiledName("Vanilla")>]
+    let vanilla (logits: torch.Tensor, labels: torch.Tensor) : Loss =
+        weighted [| { Name = "ce"; Weight = 1.0; Value = crossEntropy (logits, labels) } |]
+
     /// <summary>The BAKE loss, Eq. (2) with the soft targets of Eq. (9): CE(z, y) + λ · τ² · KL(Q ‖ softmax(z/τ)).</summary>
     /// <param name="features">F(x), N×D (anchors and their positives together); used detached for Q.</param>
     /// <param name="logits">z, N×K. Gradients flow through both terms.</param>

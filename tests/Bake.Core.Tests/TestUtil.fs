@@ -49,3 +49,32 @@ let throwsWith<'E when 'E :> exn> (action: unit -> unit) : 'E =
         failtestf "expected %s, but nothing was thrown" typeof<'E>.Name
     with
     | :? 'E as e -> e
+
+/// A fresh temporary directory, deleted (with everything in it) after the body.
+let withTempDir (body: string -> 'a) : 'a =
+    let dir = Path.Combine(Path.GetTempPath(), "bake-tests-" + Guid.NewGuid().ToString "N")
+    Directory.CreateDirectory dir |> ignore
+    try
+        body dir
+    finally
+        try Directory.Delete(dir, true) with _ -> ()
+
+/// Runs the `bake` CLI in-process (callers use testSequenced: it redirects the console); returns the exit code, stdout and stderr.
+let bake (args: string list) : int * string * string =
+    let out, err = new StringWriter(), new StringWriter()
+    let savedOut, savedErr = Console.Out, Console.Error
+    Console.SetOut out
+    Console.SetError err
+    try
+        let code = Bake.Cli.Program.main (Array.ofList args)
+        code, out.ToString(), err.ToString()
+    finally
+        Console.SetOut savedOut
+        Console.SetError savedErr
+
+/// Runs `bake` in-process and checks its exit code and that its output contains a fragment.
+let expectExit (expected: int) (args: string list) (fragment: string) =
+    let code, stdout, stderr = bake args
+    let command = String.concat " " args
+    Expect.equal code expected $"exit code of bake {command} (stderr: {stderr})"
+    Expect.stringContains (stdout + stderr) fragment "message"

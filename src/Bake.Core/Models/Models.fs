@@ -1,0 +1,132 @@
+namespace Bake.Core.Models
+
+open System
+open System.Text
+open Bake.Core
+
+/// <summary>One entry of the model registry.</summary>
+[<NoComparison; NoEquality>]
+type internal ModelEntry =
+    {
+        Name: string
+        Summary: string
+        /// <summary>Smallest image side the architecture accepts (its pooling must not reach zero).</summary>
+        MinImageSize: int
+        Build: string -> int64 -> int64 -> Classifier
+    }
+
+/// <summary>The model registry: every architecture Bake trains, by name.</summary>
+[<RequireQualifiedAccess>]
+module Models =
+
+    let private entries: ModelEntry list =
+        let resnet name block depths groups width =
+            { Name = name
+              Summary = $"torchvision {name}, ImageNet stem"
+              MinImageSize = 1
+              Build = fun n classes channels -> new ResNet(n, block, depths, groups, width, classes, channels) }
+        [ { Name = "cnn"
+            Summary = "small CNN for CPU experiments: 3 blocks of 2×(conv3×3-BN-ReLU) + max pool (32-64-128), GAP, linear (default)"
+            MinImageSize = 8
+            Build = fun n classes channels -> new SmallCnn(n, [ 32L; 64L; 128L ], 2, classes, channels) }
+          { Name = "cnn-tiny"
+            Summary = "tiny CNN for tests: 2 blocks of conv3×3-BN-ReLU + max pool (8-16), GAP, linear"
+            MinImageSize = 4
+            Build = fun n classes channels -> new SmallCnn(n, [ 8L; 16L ], 1, classes, channels) }
+          { Name = "preact-resnet18"
+            Summary = "CIFAR PreAct ResNet-18 of the official small-scale code (REFERENCE.md §5.1)"
+            MinImageSize = 1
+            Build = fun n classes channels -> new CifarPreActResNet18(n, classes, channels) }
+          { Name = "cifar-densenet121"
+            Summary = "CIFAR DenseNet-121 of the official small-scale code (REFERENCE.md §5.2)"
+            MinImageSize = 8
+            Build = fun n classes channels -> new CifarDenseNet121(n, classes, channels) }
+          resnet "resnet18" Basic [ 2; 2; 2; 2 ] 1L 64L
+          resnet "resnet34" Basic [ 3; 4; 6; 3 ] 1L 64L
+          resnet "resnet50" Bottleneck [ 3; 4; 6; 3 ] 1L 64L
+          resnet "resnet101" Bottleneck [ 3; 4; 23; 3 ] 1L 64L
+          resnet "resnet152" Bottleneck [ 3; 8; 36; 3 ] 1L 64L
+          resnet "resnext50-32x4d" Bottleneck [ 3; 4; 6; 3 ] 32L 4L
+          resnet "resnext101-32x4d" Bottleneck [ 3; 4; 23; 3 ] 32L 4L
+          resnet "resnext152-32x4d" Bottleneck [ 3; 8; 36; 3 ] 32L 4L
+          { Name = "densenet121"
+            Summary = "torchvision densenet121"
+            MinImageSize = 32
+            Build = fun n classes channels -> new DenseNet(n, [ 6; 12; 24; 16 ], 32L, 64L, 4L, classes, channels) }
+          { Name = "mobilenetv2"
+            Summary = "torchvision mobilenet_v2 (width 1.0)"
+            MinImageSize = 1
+            Build = fun n classes channels -> new MobileNetV2(n, classes, channels) }
+          { Name = "efficientnet-b0"
+            Summary = "torchvision efficientnet_b0"
+            MinImageSize = 1
+            Build = fun n classes channels -> new EfficientNetB0(n, classes, channels) } ]
+
+    /// <summary>The registered names, in the order of <c>bake models</c>' listing.</summary>
+    let names: string list = entries |> List.map (fun entry -> entry.Name)
+
+    /// <summary>One line per model: name and what it is.</summary>
+    [<CompiledName("Summaries")>]
+    let summaries () : (string * string) list = entries |> List.map (fun entry -> entry.Name, entry.Summary)
+
+    /// <summary>Levenshtein distance, for "did you mean" suggestions.</summary>
+    let private distance (a: string) (b: string) =
+        let previous = Array.init (b.Length + 1) id
+        let current = Array.zeroCreate (b.Length + 1)
+        for i in 1 .. a.Length do
+            current[0] <- i
+            for j in 1 .. b.Length do
+                let cost = if a[i - 1] = b[j - 1] then 0 else 1
+                current[j] <- min (min (current[j - 1] + 1) (previous[j] + 1)) (previous[j - 1] + cost)
+            Array.blit current 0 previous 0 current.Length
+        previous[b.Length]
+
+    /// <summary>Accepts the registry's spelling and torchvision's (<c>resnext50_32x4d</c>, <c>mobilenet_v2</c>,
+    /// <c>efficientnet_b0</c>), case-insensitively.</summary>
+    let private normalize (name: string) =
+        name.Trim().ToLowerInvariant().Replace('_', '-').Replace("mobilenet-v2", "mobilenetv2")
+
+    /// <summary>Builds a freshly initialised model (train mode, CPU, float32).</summary>
+    /// <param name="name">A registered name (see <see cref="P:Bake.Core.Models.Models.names"/>); torchvision's
+    /// spelling with underscores is accepted too.</param>
+    /// <param name="classes">K ≥ 1, the width of the logits.</param>
+    /// <param name="channels">Image channels ≥ 1 (1 for grayscale, 3 for RGB).</param>
+    /// <param name="imageSize">The side of the (square) training images; checked against the smallest size the
+    /// architecture accepts. The models pool globally, so they work for any size at or above it.</param>
+    /// <exception cref="T:Bake.Core.UsageException">Unknown name (the message lists the known names and suggests the
+    /// nearest), or a count or size out of range.</exception>
+    [<CompiledName("Create")>]
+    let create (name: string, classes: int, channels: int, imageSize: int) : Classifier =
+        let key = if isNull name then "" else normalize name
+        match entries |> List.tryFind (fun entry -> entry.Name = key) with
+        | None ->
+            let nearest = names |> List.minBy (distance key)
+            let suggestion = if distance key nearest <= max 2 (key.Length / 3) then $" Did you mean '{nearest}'?" else ""
+            let known = String.Join(", ", names)
+            raise (UsageException($"unknown model '{name}'.{suggestion} Known models: {known}."))
+        | Some entry ->
+            if classes < 1 then raise (UsageException($"model {entry.Name}: the number of classes must be at least 1, got {classes}"))
+            if channels < 1 then raise (UsageException($"model {entry.Name}: the number of image channels must be at least 1, got {channels}"))
+            if imageSize < entry.MinImageSize then
+                raise (
+                    UsageException(
+                        $"model {entry.Name} needs images of at least {entry.MinImageSize}×{entry.MinImageSize} pixels, got {imageSize}×{imageSize}"
+                    )
+                )
+            entry.Build entry.Name (int64 classes) (int64 channels)
+
+    /// <summary>Groups digits by thousands with commas (invariant), e.g. 11,689,512.</summary>
+    let internal thousands (value: int64) = value.ToString("N0", Globalization.CultureInfo.InvariantCulture)
+
+    /// <summary>A text summary: the top-level children with their parameter counts, the total, the feature size
+    /// and the number of classes.</summary>
+    [<CompiledName("Describe")>]
+    let describe (model: Classifier) : string =
+        let children = model.named_children () |> Seq.map (fun struct (childName, child) -> childName, Classifier.parameterCount child) |> List.ofSeq
+        let nameWidth = children |> List.fold (fun width (childName, _) -> max width childName.Length) 10
+        let total = Classifier.parameterCount model
+        let text = StringBuilder()
+        text.AppendLine($"{model.GetName()}: {thousands total} parameters, {model.FeatureSize}-d features, {model.Classes} classes") |> ignore
+        for childName, count in children do
+            text.AppendLine($"  {childName.PadRight nameWidth}  {(thousands count).PadLeft 12}") |> ignore
+        text.ToString().TrimEnd()

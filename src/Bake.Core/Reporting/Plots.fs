@@ -1,0 +1,224 @@
+namespace Bake.Core.Reporting
+
+open System
+open System.IO
+open Bake.Core
+open Bake.Core.Interop
+open ScottPlot
+
+/// <summary>One run's per-epoch record, read from <c>summary.csv</c> in its run directory.</summary>
+/// <remarks>Each array has one entry per epoch (one per data row of the file); a value may be NaN when the engine
+/// did not measure it that epoch.</remarks>
+[<NoComparison>]
+type RunSummary =
+    {
+        /// <summary>The full path of the <c>summary.csv</c> file.</summary>
+        Path: string
+        /// <summary>The run directory's folder name (the legend of comparisons).</summary>
+        Name: string
+        /// <summary>The <c>epoch</c> column.</summary>
+        Epochs: float[]
+        /// <summary>The <c>lr</c> column: the learning rate of each epoch.</summary>
+        LearningRates: float[]
+        /// <summary>The <c>train_loss</c> column: the total training loss.</summary>
+        TrainLoss: float[]
+        /// <summary>The loss's named terms in file order, e.g. <c>("ce", …); ("kd", …)</c> from
+        /// <c>train_ce,train_kd</c>: every <c>train_*</c> column other than the loss and the accuracies.</summary>
+        Terms: (string * float[]) list
+        /// <summary>The <c>train_top1</c> column, in percent.</summary>
+        TrainTop1: float[]
+        /// <summary>The <c>test_top1</c> column, in percent.</summary>
+        TestTop1: float[]
+    }
+
+/// <summary>Reading the per-epoch <c>summary.csv</c> the training engine writes into a run directory.</summary>
+/// <remarks>Format: a header, then one row per epoch, with the columns <c>epoch,iterations,lr,train_loss,
+/// train_&lt;term&gt;...,train_top1,test_top1,test_top5,test_nll,test_ece,seconds</c>; accuracies in percent.
+/// Columns are found by name; only the ones the figures use are required.</remarks>
+[<RequireQualifiedAccess>]
+module Summary =
+
+    /// <summary>The file name of the per-epoch summary inside a run directory.</summary>
+    [<Literal>]
+    let FileName = "summary.csv"
+
+    let private required = [ "epoch"; "lr"; "train_loss"; "train_top1"; "test_top1" ]
+
+    /// <summary>Reads <c>runDir/summary.csv</c>.</summary>
+    /// <exception cref="T:Bake.Core.BakeException">The directory or file is missing, the file has no header or lacks
+    /// a required column (epoch, lr, train_loss, train_top1, test_top1), or a cell is not a number; the message
+    /// names the file and line.</exception>
+    [<CompiledName("Read")>]
+    let read (runDir: string) : RunSummary =
+        let dir = Path.GetFullPath runDir
+        if not (Directory.Exists dir) then raise (BakeException $"{dir}: run directory not found")
+        let path = Path.Combine(dir, FileName)
+        if not (File.Exists path) then
+            raise (BakeException $"{dir}: no {FileName} in this run directory (the training engine writes it after each epoch)")
+        let table = Csv.readTable path
+        let header =
+            match table.Header with
+            | Some names -> names |> Array.map (fun n -> n.Trim().ToLowerInvariant())
+            | None -> raise (BakeException $"{path}: line 1: expected a header naming the columns (epoch,iterations,lr,train_loss,...), found numbers")
+        let column (name: string) =
+            match Array.tryFindIndex ((=) name) header with
+            | Some index -> Array.init table.Rows (fun row -> table.Values[row * table.Columns + index])
+            | None ->
+                let found = String.Join(",", header)
+                let expected = String.Join(",", required)
+                raise (BakeException $"{path}: line 1: the header has no '{name}' column (found: {found}; expected at least {expected})")
+        let columns = required |> List.map (fun name -> name, column name) |> Map.ofList
+        let terms =
+            header
+            |> Array.filter (fun name -> name.StartsWith "train_" && name <> "train_loss" && not (name.StartsWith "train_top"))
+            |> Array.map (fun name -> name.Substring "train_".Length, column name)
+            |> List.ofArray
+        { Path = path
+          Name = Path.GetFileName(Path.TrimEndingDirectorySeparator dir)
+          Epochs = columns["epoch"]
+          LearningRates = columns["lr"]
+          TrainLoss = columns["train_loss"]
+          Terms = terms
+          TrainTop1 = columns["train_top1"]
+          TestTop1 = columns["test_top1"] }
+
+/// <summary>PNG figures of training runs (ScottPlot, rendered headless by SkiaSharp).</summary>
+/// <remarks>Text needs a TrueType font on the machine (on Debian the package <c>fonts-dejavu-core</c>); without
+/// one the curves are still drawn. Figures are written atomically.</remarks>
+[<RequireQualifiedAccess>]
+module Plots =
+
+    /// <summary>The width of every figure, in pixels.</summary>
+    [<Literal>]
+    let Width = 900
+
+    /// <summary>The height of every figure, in pixels.</summary>
+    [<Literal>]
+    let Height = 560
+
+    let private finitePoints (xs: float[]) (ys: float[]) =
+        Array.zip xs ys |> Array.filter (fun (x, y) -> Double.IsFinite x && Double.IsFinite y) |> Array.unzip
+
+    /// Adds one curve; NaN points (epochs without that measurement) are left out.
+    let private curve (plot: Plot) (xs: float[]) (ys: float[]) (label: string) (color: Color) (dashed: bool) (width: float32) =
+        let xs, ys = finitePoints xs ys
+        let line = plot.Add.Scatter(xs, ys, color)
+        line.LegendText <- label
+        line.LineWidth <- width
+        line.MarkerSize <- (if xs.Length <= 40 then 5.0f else 0.0f)
+        if dashed then line.LinePattern <- LinePattern.Dashed
+        line
+
+    let private fontFamily =
+        lazy
+            // Without any font file, Skia's directory-scanning font manager lists one family with an empty name.
+            (let installed = SkiaSharp.SKFontManager.Default.FontFamilies |> Seq.filter (String.IsNullOrWhiteSpace >> not) |> Set.ofSeq
+             if installed.IsEmpty then None
+             else
+                 // ScottPlot's own default falls back to whatever Skia lists first, often a serif face.
+                 [ "DejaVu Sans"; "Liberation Sans"; "Noto Sans"; "Arial"; "Helvetica" ]
+                 |> List.tryFind installed.Contains
+                 |> Option.orElse (Some Fonts.Default))
+
+    /// <summary>The font family the figures' text uses, or <c>None</c> when the machine has no font that Skia can
+    /// find (then figures are drawn without any text; on Debian install <c>fonts-dejavu-core</c>).</summary>
+    [<CompiledName("TextFont")>]
+    let textFont () : string option = fontFamily.Value
+
+    let private newPlot (title: string) (xLabel: string) (yLabel: string) =
+        let plot = new Plot()
+        fontFamily.Value |> Option.iter (fun family -> plot.Font.Set family |> ignore)
+        plot.Title title
+        plot.XLabel xLabel
+        plot.YLabel yLabel
+        plot
+
+    let private save (plot: Plot) (path: string) =
+        let bytes = plot.GetImageBytes(Width, Height, ImageFormat.Png)
+        Files.writeAtomic path (fun stream -> stream.Write(bytes, 0, bytes.Length))
+
+    let private best (summary: RunSummary) =
+        let epochs, top1 = finitePoints summary.Epochs summary.TestTop1
+        if top1.Length = 0 then ""
+        else
+            let i = Array.findIndex ((=) (Array.max top1)) top1
+            let fmt (v: float) = v.ToString("0.##", Globalization.CultureInfo.InvariantCulture)
+            $" (best {fmt top1[i]} at epoch {fmt epochs[i]})"
+
+    /// <summary>Writes the loss figure of one summary: total loss and its named terms per epoch on the left axis,
+    /// the learning rate (dashed grey) on the right axis.</summary>
+    [<CompiledName("LossFigure")>]
+    let lossFigure (summary: RunSummary, outPath: string) : unit =
+        use plot = newPlot $"{summary.Name}: training loss" "epoch" "loss"
+        let palette = Palettes.Category10()
+        curve plot summary.Epochs summary.TrainLoss "loss (total)" (palette.GetColor 0) false 2.5f |> ignore
+        summary.Terms |> List.iteri (fun i (name, values) -> curve plot summary.Epochs values name (palette.GetColor(i + 1)) false 1.5f |> ignore)
+        let lr = curve plot summary.Epochs summary.LearningRates "learning rate (right axis)" Colors.Gray true 1.5f
+        lr.Axes.YAxis <- plot.Axes.Right
+        plot.Axes.Right.Label.Text <- "learning rate"
+        plot.ShowLegend Alignment.UpperRight |> ignore
+        save plot outPath
+
+    /// <summary>Writes the accuracy figure of one summary: train top-1 (dashed) and test top-1 per epoch, percent.</summary>
+    [<CompiledName("AccuracyFigure")>]
+    let accuracyFigure (summary: RunSummary, outPath: string) : unit =
+        use plot = newPlot $"{summary.Name}: top-1 accuracy" "epoch" "top-1 accuracy (%)"
+        let palette = Palettes.Category10()
+        curve plot summary.Epochs summary.TrainTop1 "train" (palette.GetColor 0) true 1.5f |> ignore
+        curve plot summary.Epochs summary.TestTop1 ("test" + best summary) (palette.GetColor 0) false 2.5f |> ignore
+        plot.ShowLegend Alignment.LowerRight |> ignore
+        save plot outPath
+
+    /// <summary>Reads <c>runDir/summary.csv</c> and writes <c>runDir/loss.png</c> and <c>runDir/accuracy.png</c>.</summary>
+    /// <returns>The two paths written.</returns>
+    /// <exception cref="T:Bake.Core.BakeException">The summary is missing or malformed (see
+    /// <see cref="M:Bake.Core.Reporting.Summary.Read(System.String)"/>), or a figure cannot be written.</exception>
+    [<CompiledName("SummaryFigures")>]
+    let summaryFigures (runDir: string) : string[] =
+        let summary = Summary.read runDir
+        let dir = Path.GetDirectoryName summary.Path
+        let loss, accuracy = Path.Combine(dir, "loss.png"), Path.Combine(dir, "accuracy.png")
+        lossFigure (summary, loss)
+        accuracyFigure (summary, accuracy)
+        [| loss; accuracy |]
+
+    let private requirePng (outPath: string) =
+        if not (String.Equals(Path.GetExtension outPath, ".png", StringComparison.OrdinalIgnoreCase)) then
+            raise (UsageException $"{outPath}: figures are PNG files: expected a path ending in .png")
+
+    /// <summary>Overlays several runs' test top-1 (solid) and train top-1 (dashed, same colour) per epoch in one
+    /// figure; the legend names each run by its folder name.</summary>
+    /// <exception cref="T:Bake.Core.UsageException">No run directory, or an output path not ending in .png.</exception>
+    /// <exception cref="T:Bake.Core.BakeException">A summary is missing or malformed, or the figure cannot be written.</exception>
+    [<CompiledName("CompareRuns")>]
+    let compareRuns (runDirs: string seq, outPath: string) : unit =
+        requirePng outPath
+        let summaries = runDirs |> Seq.map Summary.read |> List.ofSeq
+        if summaries.IsEmpty then raise (UsageException "no run directory to compare: expected at least one")
+        use plot = newPlot "top-1 accuracy: test (solid) and train (dashed)" "epoch" "top-1 accuracy (%)"
+        let palette = Palettes.Category10()
+        summaries |> List.iteri (fun i summary ->
+            let color = palette.GetColor i
+            curve plot summary.Epochs summary.TestTop1 (summary.Name + best summary) color false 2.5f |> ignore
+            // The train curve shares the run's colour; one legend entry per run is enough.
+            curve plot summary.Epochs summary.TrainTop1 "" color true 1.5f |> ignore)
+        plot.ShowLegend Alignment.LowerRight |> ignore
+        save plot outPath
+
+    /// <summary>What <c>bake plot</c> does: each run directory gets its <c>loss.png</c> and <c>accuracy.png</c>;
+    /// with several runs, or with <paramref name="compareOut"/> given, a comparison figure is written too (to
+    /// <paramref name="compareOut"/>, by default <c>compare.png</c> in the current directory).</summary>
+    /// <returns>Every path written, in order.</returns>
+    /// <exception cref="T:Bake.Core.UsageException">No run directory, or a comparison path not ending in .png.</exception>
+    /// <exception cref="T:Bake.Core.BakeException">A summary is missing or malformed, or a figure cannot be written.</exception>
+    [<CompiledName("PlotRuns")>]
+    let plotRuns (runDirs: string list, compareOut: string option) : string list =
+        if runDirs.IsEmpty then raise (UsageException "no run directory given: expected at least one")
+        compareOut |> Option.iter requirePng
+        let perRun = runDirs |> List.collect (summaryFigures >> List.ofArray)
+        match compareOut, runDirs with
+        | None, [ _ ] -> perRun
+        | _ ->
+            let out = Path.GetFullPath(defaultArg compareOut "compare.png")
+            compareRuns (runDirs, out)
+            perRun @ [ out ]

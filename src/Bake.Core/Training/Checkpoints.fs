@@ -1,0 +1,158 @@
+namespace Bake.Core
+
+open System
+open System.IO
+open System.Text.Json.Nodes
+open TorchSharp
+open Bake.Core.Models
+
+/// <summary>Running sums of a partly trained epoch, so that a resumed run ends with the same summary.</summary>
+[<NoComparison>]
+type EpochProgress =
+    { Iterations: int
+      LossSum: float
+      TermSums: (string * float) list
+      Correct: int64
+      Seen: int64
+      Seconds: float }
+
+    /// <summary>Nothing trained yet in this epoch.</summary>
+    static member Empty = { Iterations = 0; LossSum = 0.0; TermSums = []; Correct = 0L; Seen = 0L; Seconds = 0.0 }
+
+/// <summary>What a checkpoint records besides weights and optimizer state.</summary>
+[<NoComparison>]
+type CheckpointState =
+    {
+        /// <summary>Completed epochs.</summary>
+        Epoch: int
+        /// <summary>Progress inside the next epoch (a checkpoint written on cancellation is mid-epoch).</summary>
+        Progress: EpochProgress
+        /// <summary>SHA-256 of the resolved config (see Configs.hash).</summary>
+        ConfigHash: string
+        /// <summary>Model registry name.</summary>
+        Model: string
+        /// <summary>Class names, in label order.</summary>
+        Classes: string[]
+        /// <summary>Image shape C, H, W the model was built for.</summary>
+        ImageShape: int[]
+        /// <summary>Normalisation mean and std per channel.</summary>
+        Mean: float[]
+        Std: float[]
+        /// <summary>Completed epochs' summaries.</summary>
+        History: EpochSummary list
+    }
+
+/// <summary>Checkpoints in a run directory: <c>checkpoints/&lt;name&gt;/{model.safetensors, optimizer.bin, state.json}</c>,
+/// written into a temporary folder and renamed into place, with <c>last.json</c> / <c>best.json</c> pointers
+/// (written atomically) naming the folder. A killed run never leaves a half checkpoint.</summary>
+[<RequireQualifiedAccess>]
+module Checkpoints =
+    let private folder (runDir: string) = Path.Combine(runDir, "checkpoints")
+
+    /// <summary>The folder name a pointer file (last.json, best.json) names.</summary>
+    let private pointedFolder (pointerFile: string) : string =
+        let node = JsonNode.Parse(File.ReadAllText pointerFile)
+        node["folder"].GetValue<string>()
+
+    let private stateJson (state: CheckpointState) =
+        let o = JsonObject()
+        o["format"] <- JsonValue.Create "bake-checkpoint-1"
+        o["epoch"] <- JsonValue.Create state.Epoch
+        let p = JsonObject()
+        p["iterations"] <- JsonValue.Create state.Progress.Iterations
+        p["loss_sum"] <- JsonValue.Create state.Progress.LossSum
+        p["term_names"] <- JsonArray(state.Progress.TermSums |> List.map (fun (n, _) -> JsonValue.Create n :> JsonNode) |> Array.ofList)
+        p["term_sums"] <- JsonArray(state.Progress.TermSums |> List.map (fun (_, v) -> JsonValue.Create v :> JsonNode) |> Array.ofList)
+        p["correct"] <- JsonValue.Create state.Progress.Correct
+        p["seen"] <- JsonValue.Create state.Progress.Seen
+        p["seconds"] <- JsonValue.Create state.Progress.Seconds
+        o["progress"] <- p
+        o["config_hash"] <- JsonValue.Create state.ConfigHash
+        o["model"] <- JsonValue.Create state.Model
+        o["classes"] <- JsonArray(state.Classes |> Array.map (fun c -> JsonValue.Create c :> JsonNode))
+        o["image_shape"] <- JsonArray(state.ImageShape |> Array.map (fun c -> JsonValue.Create c :> JsonNode))
+        o["mean"] <- JsonArray(state.Mean |> Array.map (fun c -> JsonValue.Create c :> JsonNode))
+        o["std"] <- JsonArray(state.Std |> Array.map (fun c -> JsonValue.Create c :> JsonNode))
+        o["history"] <- JsonArray(state.History |> List.map (fun r -> RunFiles.epochJson r :> JsonNode) |> Array.ofList)
+        o
+
+    let private stateOf (path: string) (node: JsonNode) : CheckpointState =
+        if isNull node || node["format"] = null || node["format"].GetValue<string>() <> "bake-checkpoint-1" then
+            raise (BakeException $"{path}: not a Bake checkpoint state (expected \"format\": \"bake-checkpoint-1\")")
+        let p = node["progress"]
+        let names = p["term_names"].AsArray() |> Seq.map (fun n -> n.GetValue<string>()) |> List.ofSeq
+        let sums = p["term_sums"].AsArray() |> Seq.map (fun n -> n.GetValue<float>()) |> List.ofSeq
+        let arrayOf (name: string) (read: JsonNode -> 'T) = node[name].AsArray() |> Seq.map read |> Array.ofSeq
+        { Epoch = node["epoch"].GetValue<int>()
+          Progress =
+            { Iterations = p["iterations"].GetValue<int>(); LossSum = p["loss_sum"].GetValue<float>()
+              TermSums = List.zip names sums; Correct = p["correct"].GetValue<int64>(); Seen = p["seen"].GetValue<int64>()
+              Seconds = p["seconds"].GetValue<float>() }
+          ConfigHash = node["config_hash"].GetValue<string>()
+          Model = node["model"].GetValue<string>()
+          Classes = arrayOf "classes" (fun n -> n.GetValue<string>())
+          ImageShape = arrayOf "image_shape" (fun n -> n.GetValue<int>())
+          Mean = arrayOf "mean" (fun n -> n.GetValue<float>())
+          Std = arrayOf "std" (fun n -> n.GetValue<float>())
+          History = node["history"].AsArray() |> Seq.map RunFiles.epochOfJson |> List.ofSeq }
+
+    /// <summary>Writes a checkpoint folder named <paramref name="name"/> and points <c>&lt;pointer&gt;.json</c> at it;
+    /// deletes folders no pointer names any more.</summary>
+    [<CompiledName("Save")>]
+    let save (runDir: string, name: string, pointers: string list, model: Classifier, optimizer: torch.optim.Optimizer, state: CheckpointState) : string =
+        let root = folder runDir
+        Directory.CreateDirectory root |> ignore
+        let temp = Path.Combine(root, $".{name}.{Guid.NewGuid():N}.tmp")
+        let final = Path.Combine(root, name)
+        try
+            Directory.CreateDirectory temp |> ignore
+            Weights.saveSafetensors (model, Path.Combine(temp, "model.safetensors"))
+            (optimizer :?> TorchSharp.Modules.OptimizerHelper).save_state_dict (Path.Combine(temp, "optimizer.bin"))
+            Files.writeAllTextAtomic (Path.Combine(temp, "state.json")) ((stateJson state).ToJsonString(Text.Json.JsonSerializerOptions(WriteIndented = true)))
+            if Directory.Exists final then Directory.Delete(final, true)
+            Directory.Move(temp, final)
+        with
+        | :? IOException | :? UnauthorizedAccessException as e ->
+            (try Directory.Delete(temp, true) with _ -> ())
+            raise (BakeException($"cannot write checkpoint {final}: {e.Message}", e))
+        for pointer in pointers do
+            Files.writeAllTextAtomic (Path.Combine(root, pointer + ".json")) (JsonObject([ Collections.Generic.KeyValuePair<string, JsonNode>("folder", JsonValue.Create name) ]).ToJsonString())
+        // Keep only the folders that a pointer names.
+        let named =
+            Directory.GetFiles(root, "*.json")
+            |> Array.choose (fun p -> try Some(pointedFolder p) with _ -> None)
+            |> Set.ofArray
+        for dir in Directory.GetDirectories root do
+            let n = Path.GetFileName dir
+            if not (n.StartsWith ".") && not (named.Contains n) then Directory.Delete(dir, true)
+        final
+
+    /// <summary>The checkpoint folder a pointer (<c>last</c> or <c>best</c>) names in a run directory, or a checkpoint
+    /// folder given directly.</summary>
+    [<CompiledName("Resolve")>]
+    let resolve (path: string, pointer: string) : string option =
+        let direct = Path.Combine(path, "state.json")
+        if File.Exists direct then Some path
+        else
+            let pointerFile = Path.Combine(folder path, pointer + ".json")
+            if File.Exists pointerFile then
+                let name = pointedFolder pointerFile
+                Some(Path.Combine(folder path, name))
+            else None
+
+    /// <summary>Reads a checkpoint's state.</summary>
+    [<CompiledName("ReadState")>]
+    let readState (checkpoint: string) : CheckpointState =
+        let path = Path.Combine(checkpoint, "state.json")
+        if not (File.Exists path) then raise (BakeException $"{checkpoint}: no state.json (not a Bake checkpoint folder)")
+        try stateOf path (JsonNode.Parse(File.ReadAllText path))
+        with
+        | :? Text.Json.JsonException as e -> raise (BakeException($"{path}: invalid JSON: {e.Message}", e))
+        | :? InvalidOperationException | :? NullReferenceException | :? FormatException as e ->
+            raise (BakeException($"{path}: malformed checkpoint state: {e.Message}", e))
+
+    /// <summary>Loads the weights (and optimizer state, when given) of a checkpoint folder.</summary>
+    [<CompiledName("Load")>]
+    let load (checkpoint: string, model: Classifier, optimizer: torch.optim.Optimizer option) : unit =
+        Weights.load (model, Path.Combine(checkpoint, "model.safetensors"))
+        optimizer |> Option.iter (fun o -> (o :?> TorchSharp.Modules.OptimizerHelper).load_state_dict (Path.Combine(checkpoint, "optimizer.bin")))

@@ -1,0 +1,111 @@
+namespace Bake.Core
+
+open System
+open System.Globalization
+open System.IO
+open System.Text
+open System.Text.Json
+open System.Text.Json.Nodes
+
+/// <summary>One row of summary.csv: the state of training after an epoch.</summary>
+[<NoComparison>]
+type EpochSummary =
+    {
+        /// <summary>1-based epoch number.</summary>
+        Epoch: int
+        /// <summary>SGD steps in this epoch.</summary>
+        Iterations: int
+        /// <summary>Learning rate at the start of the epoch.</summary>
+        LearningRate: float
+        /// <summary>Mean total training loss over the epoch's iterations.</summary>
+        TrainLoss: float
+        /// <summary>Mean of each named loss term (unweighted), in the loss's order.</summary>
+        TrainTerms: (string * float) list
+        /// <summary>Training top-1 accuracy (%) on the batches as trained (augmented).</summary>
+        TrainTop1: float
+        /// <summary>Test metrics, when this epoch was evaluated.</summary>
+        Test: EvalMetrics option
+        /// <summary>Wall-clock seconds of the epoch (training and evaluation).</summary>
+        Seconds: float
+    }
+
+/// <summary>The files of a run directory: config.yaml, log.jsonl, summary.csv (pycls + timm conventions).</summary>
+[<RequireQualifiedAccess>]
+module RunFiles =
+    let private invariant = CultureInfo.InvariantCulture
+    let private number (v: float) = v.ToString("R", invariant)
+
+    /// <summary>The header of summary.csv for the given loss-term names.</summary>
+    [<CompiledName("SummaryHeader")>]
+    let summaryHeader (terms: string list) : string =
+        [ "epoch"; "iterations"; "lr"; "train_loss" ] @ (terms |> List.map (fun t -> "train_" + t))
+        @ [ "train_top1"; "test_top1"; "test_top5"; "test_nll"; "test_ece"; "seconds" ]
+        |> String.concat ","
+
+    /// <summary>One CSV row; empty test cells for epochs that were not evaluated.</summary>
+    [<CompiledName("SummaryRow")>]
+    let summaryRow (row: EpochSummary) : string =
+        let test =
+            match row.Test with
+            | Some m -> [ number m.Top1; number m.Top5; number m.Nll; number m.Ece ]
+            | None -> [ ""; ""; ""; "" ]
+        [ string row.Epoch; string row.Iterations; number row.LearningRate; number row.TrainLoss ]
+        @ (row.TrainTerms |> List.map (snd >> number))
+        @ [ number row.TrainTop1 ] @ test @ [ row.Seconds.ToString("F3", invariant) ]
+        |> String.concat ","
+
+    /// <summary>Writes summary.csv atomically from the whole history.</summary>
+    [<CompiledName("WriteSummary")>]
+    let writeSummary (path: string) (history: EpochSummary list) : unit =
+        let terms = match history with first :: _ -> first.TrainTerms |> List.map fst | [] -> []
+        let text = StringBuilder().AppendLine(summaryHeader terms)
+        for row in history do text.AppendLine(summaryRow row) |> ignore
+        Files.writeAllTextAtomic path (text.ToString())
+
+    /// <summary>Appends one JSON object as a line to log.jsonl.</summary>
+    [<CompiledName("AppendLog")>]
+    let appendLog (path: string) (record: JsonObject) : unit =
+        File.AppendAllText(path, record.ToJsonString() + "\n")
+
+    let private metricsJson (m: EvalMetrics) =
+        JsonObject(
+            [ Collections.Generic.KeyValuePair<string, JsonNode>("count", JsonValue.Create m.Count)
+              Collections.Generic.KeyValuePair("top1", JsonValue.Create m.Top1)
+              Collections.Generic.KeyValuePair("top5", JsonValue.Create m.Top5)
+              Collections.Generic.KeyValuePair("nll", JsonValue.Create m.Nll)
+              Collections.Generic.KeyValuePair("ece", JsonValue.Create m.Ece)
+              Collections.Generic.KeyValuePair("per_class_top1", JsonArray(m.PerClassTop1 |> Array.map (fun v -> (if Double.IsNaN v then null else JsonValue.Create v) :> JsonNode))) ])
+
+    let private metricsOf (node: JsonNode) : EvalMetrics =
+        { Count = node["count"].GetValue<int64>(); Top1 = node["top1"].GetValue<float>(); Top5 = node["top5"].GetValue<float>()
+          Nll = node["nll"].GetValue<float>(); Ece = node["ece"].GetValue<float>()
+          PerClassTop1 = node["per_class_top1"].AsArray() |> Seq.map (fun v -> if isNull v then nan else v.GetValue<float>()) |> Array.ofSeq }
+
+    /// <summary>An epoch summary as JSON (used in log.jsonl and in checkpoints).</summary>
+    [<CompiledName("EpochJson")>]
+    let epochJson (row: EpochSummary) : JsonObject =
+        let o = JsonObject()
+        o["phase"] <- JsonValue.Create "epoch"
+        o["epoch"] <- JsonValue.Create row.Epoch
+        o["iterations"] <- JsonValue.Create row.Iterations
+        o["lr"] <- JsonValue.Create row.LearningRate
+        o["train_loss"] <- JsonValue.Create row.TrainLoss
+        let terms = JsonObject()
+        for name, value in row.TrainTerms do terms[name] <- JsonValue.Create value
+        o["train_terms"] <- terms
+        o["term_order"] <- JsonArray(row.TrainTerms |> List.map (fun (n, _) -> JsonValue.Create n :> JsonNode) |> Array.ofList)
+        o["train_top1"] <- JsonValue.Create row.TrainTop1
+        o["test"] <- (match row.Test with Some m -> metricsJson m :> JsonNode | None -> null)
+        o["seconds"] <- JsonValue.Create row.Seconds
+        o
+
+    /// <summary>Reads back <see cref="M:Bake.Core.RunFiles.EpochJson"/>.</summary>
+    [<CompiledName("EpochOfJson")>]
+    let epochOfJson (node: JsonNode) : EpochSummary =
+        let terms = node["train_terms"]
+        { Epoch = node["epoch"].GetValue<int>(); Iterations = node["iterations"].GetValue<int>()
+          LearningRate = node["lr"].GetValue<float>(); TrainLoss = node["train_loss"].GetValue<float>()
+          TrainTerms = node["term_order"].AsArray() |> Seq.map (fun n -> let name = n.GetValue<string>() in name, terms[name].GetValue<float>()) |> List.ofSeq
+          TrainTop1 = node["train_top1"].GetValue<float>()
+          Test = (match node["test"] with null -> None | m -> Some(metricsOf m))
+          Seconds = node["seconds"].GetValue<float>() }

@@ -1,0 +1,322 @@
+namespace Bake.Core
+
+open System
+open System.Diagnostics
+open System.IO
+open System.Threading
+open System.Text.Json.Nodes
+open TorchSharp
+open Bake.Core.Data
+open Bake.Core.Models
+
+/// <summary>What the trainer reports while it runs (the CLI draws a progress bar, the C# façade maps it to IProgress).</summary>
+[<NoComparison>]
+type TrainingEvent =
+    /// <summary>Training started (or resumed): what was built, and the class names in label order.</summary>
+    | Started of description: string * classes: string[]
+    /// <summary>One SGD step finished: epoch (1-based), iteration (1-based) of iterations, running means.</summary>
+    | Iteration of epoch: int * iteration: int * iterations: int * loss: float * top1: float * imagesPerSecond: float * learningRate: float
+    /// <summary>An epoch finished (after evaluation when it was evaluated).</summary>
+    | EpochFinished of EpochSummary
+    /// <summary>A checkpoint was written.</summary>
+    | CheckpointWritten of path: string
+
+/// <summary>The result of a training run.</summary>
+[<NoComparison>]
+type TrainingOutcome =
+    { OutDir: string
+      History: EpochSummary list
+      /// <summary>Test metrics of the final epoch (None when cancelled before any evaluation).</summary>
+      Final: EvalMetrics option
+      /// <summary>The evaluated epoch with the best test top-1, and its metrics.</summary>
+      Best: (int * EvalMetrics) option
+      Classes: string[]
+      /// <summary>True when the run stopped early on cancellation (a resumable checkpoint was written).</summary>
+      Cancelled: bool }
+
+/// <summary>The training engine: one SGD step per batch for every method, evaluation, run files and checkpoints.</summary>
+[<RequireQualifiedAccess>]
+module Trainer =
+
+    /// <summary>The soft-target/term loss of one batch for the method, plus the logits used for training accuracy
+    /// and the labels they belong to.</summary>
+    let private batchLoss (settings: TrainingSettings) (model: Classifier) (images: torch.Tensor) (labels: torch.Tensor) : Loss * torch.Tensor * torch.Tensor =
+        match settings.Method with
+        | CsKd options ->
+            // CS-KD: anchors first, partners second; the partners' forward runs without gradient but in train mode,
+            // so BN statistics see both halves, as in the official code (REFERENCE.md §8).
+            let half = images.shape[0] / 2L
+            let anchors, partners = images.narrow (0L, 0L, half), images.narrow (0L, half, half)
+            let anchorLabels = labels.narrow (0L, 0L, half)
+            let logits = model.forward anchors
+            let partnerLogits = using (torch.no_grad ()) (fun _ -> model.forward partners)
+            Losses.csKd (logits, partnerLogits, anchorLabels, options), logits, anchorLabels
+        | Bake options ->
+            let output = Classifier.featuresAndLogits (model, images)
+            Losses.bake (output.Features, output.Logits, labels, options), output.Logits, labels
+        | Vanilla ->
+            let logits = model.forward images
+            Losses.vanilla (logits, labels), logits, labels
+        | LabelSmoothing options ->
+            let logits = model.forward images
+            Losses.labelSmoothing (logits, labels, options), logits, labels
+        | TfKdReg options ->
+            let logits = model.forward images
+            Losses.tfKdReg (logits, labels, options), logits, labels
+
+    /// <summary>The batches (index lists) of one training epoch for the method's sampler.</summary>
+    [<CompiledName("EpochPlan")>]
+    let epochPlan (settings: TrainingSettings, labels: int[], epoch: int) : int[][] =
+        let seed = settings.Seed
+        match settings.Method with
+        | CsKd _ -> Sampling.pairBatches (labels, settings.BatchSize / 2, seed, epoch)
+        | _ when settings.IntraImages > 0 ->
+            Sampling.bakeBatches (labels, settings.Anchors, settings.IntraImages, seed, epoch)
+        | _ ->
+            let iterations =
+                if settings.EqualStepsM > 0 then
+                    let anchors = settings.BatchSize / (settings.EqualStepsM + 1)
+                    Some((labels.Length + anchors - 1) / anchors)
+                else None
+            Sampling.shuffledBatches (labels.Length, settings.BatchSize, seed, epoch, iterations)
+
+    /// <summary>Evaluates a model on clean test images: top-1/top-5, NLL, ECE, per class (eval mode, no autograd).</summary>
+    [<CompiledName("Evaluate")>]
+    let evaluate (model: Classifier, dataset: Dataset, transform: TransformSpec, batchSize: int, device: torch.Device, workers: int) : EvalMetrics =
+        let logits, labels = Evaluation.logits (model, dataset.Test, transform, dataset.Mean, dataset.Std, batchSize, device, workers, Clean)
+        use logits = logits
+        use labels = labels
+        Evaluation.metricsOf (logits, labels, 1.0)
+
+    /// <summary>A class-balanced subset of a split: the first <paramref name="perClass"/> images of each class in a
+    /// seeded shuffle (TRAIN.PER_CLASS, for data-limited studies).</summary>
+    [<CompiledName("PerClassSubset")>]
+    let perClassSubset (split: ISplit, perClass: int, seed: int) : ISplit =
+        let rng = Random(seed)
+        let order = Array.init split.Count id |> Array.sortBy (fun _ -> rng.Next())
+        let kept =
+            order
+            |> Array.groupBy (fun i -> split.Labels[i])
+            |> Array.collect (fun (_, members) -> Array.truncate perClass members)
+            |> Array.sort
+        let labels = kept |> Array.map (fun i -> split.Labels[i])
+        { new ISplit with
+            member _.Count = kept.Length
+            member _.Labels = labels
+            member _.Load indices = split.Load(indices |> Array.map (fun i -> kept[i])) }
+
+    let private log (runDir: string) (record: JsonObject) = RunFiles.appendLog (Path.Combine(runDir, "log.jsonl")) record
+
+    let private bestOf (history: EpochSummary list) =
+        history
+        |> List.choose (fun r -> r.Test |> Option.map (fun m -> r.Epoch, m))
+        |> function
+            | [] -> None
+            | evaluated -> Some(evaluated |> List.maxBy (fun (epoch, m) -> m.Top1, -epoch))
+
+    /// <summary>Trains a model as the settings say, writing config.yaml, log.jsonl, summary.csv and checkpoints
+    /// into <c>settings.OutDir</c>. With <paramref name="resume"/>, continues from the last checkpoint there (and
+    /// ends with the same summary as an uninterrupted run). Cancellation stops after the current iteration and
+    /// writes a resumable checkpoint. A non-finite loss stops the run with a <see cref="T:Bake.Core.BakeException"/>
+    /// naming the iteration and the last good checkpoint.</summary>
+    [<CompiledName("Run")>]
+    let run (config: Config, settings: TrainingSettings, resume: bool, report: Action<TrainingEvent>, cancellation: CancellationToken) : TrainingOutcome =
+        let runDir = Path.GetFullPath settings.OutDir
+        let device = torch.Device settings.Device
+        let emit event = if not (isNull report) then report.Invoke event
+        // Fail before reading any data when the run directory cannot be written.
+        try
+            Directory.CreateDirectory runDir |> ignore
+            let probe = Path.Combine(runDir, $".bake-write-test-{Guid.NewGuid():N}")
+            File.WriteAllText(probe, "")
+            File.Delete probe
+        with
+        | :? IOException | :? UnauthorizedAccessException as e ->
+            raise (BakeException($"cannot write the run directory {runDir}: {e.Message}", e))
+        let existing = Checkpoints.resolve (runDir, "last")
+        if existing.IsSome && not resume then
+            raise (UsageException $"{runDir} already holds a run (checkpoints/last.json); pass --resume to continue it or choose another --out")
+        if resume && existing.IsNone then
+            let expected = Path.Combine(runDir, "checkpoints", "last.json")
+            raise (UsageException $"--resume: no checkpoint in {runDir} (expected {expected})")
+        let dataset = Datasets.load (settings.Dataset, (if settings.Format = "auto" then None else Some settings.Format))
+        let testDataset =
+            if String.IsNullOrWhiteSpace settings.TestDataset || settings.TestDataset = settings.Dataset then dataset
+            else Datasets.load (settings.TestDataset, None)
+        let train = if settings.PerClass > 0 then perClassSubset (dataset.Train, settings.PerClass, settings.Seed) else dataset.Train
+        let classes = if settings.Classes > 0 then settings.Classes else dataset.Classes.Length
+        let channels, size = dataset.ImageShape[0], (if settings.ImageSize > 0 then settings.ImageSize else dataset.ImageShape[1])
+        torch.manual_seed (int64 settings.Seed) |> ignore
+        use model = Models.create (settings.Model, classes, channels, size)
+        if settings.Weights <> "" then Weights.load (model, settings.Weights)
+        model.``to`` device |> ignore
+        use optimizer = Optimizer.sgd (model, settings.Optimizer, settings.Schedule.BaseLr)
+        let trainTransform = if settings.Augment then Transforms.forTraining dataset else Transforms.forEvaluation dataset
+        let testTransform = Transforms.forEvaluation testDataset
+        let configHash = Configs.hash config
+        let startState =
+            match existing with
+            | Some checkpoint when resume ->
+                let state = Checkpoints.readState checkpoint
+                if state.ConfigHash <> configHash then
+                    let written = Path.Combine(runDir, "config.yaml")
+                    raise (UsageException $"--resume: the configuration differs from the one the checkpoint {checkpoint} was trained with (compare {written})")
+                Checkpoints.load (checkpoint, model, Some(optimizer :> torch.optim.Optimizer))
+                Some state
+            | _ -> None
+        Files.writeAllTextAtomic (Path.Combine(runDir, "config.yaml")) (Configs.toYaml config)
+        let mutable history = startState |> Option.map (fun s -> s.History) |> Option.defaultValue []
+        let firstEpoch = startState |> Option.map (fun s -> s.Epoch) |> Option.defaultValue 0
+        let mutable progress = startState |> Option.map (fun s -> s.Progress) |> Option.defaultValue EpochProgress.Empty
+        let mutable lastCheckpoint = existing |> Option.filter (fun _ -> resume)
+        let stateFor epoch p =
+            { Epoch = epoch; Progress = p; ConfigHash = configHash; Model = settings.Model; Classes = dataset.Classes
+              ImageShape = [| channels; size; size |]; Mean = dataset.Mean; Std = dataset.Std; History = history }
+        let saveCheckpoint name pointers epoch p =
+            let path = Checkpoints.save (runDir, name, pointers, model, optimizer, stateFor epoch p)
+            lastCheckpoint <- Some path
+            emit (CheckpointWritten path)
+        emit (Started ($"{settings.Method.Name} · {settings.Model} ({Classifier.parameterCount model:N0} parameters) · {dataset.Name}: {train.Count} train / {testDataset.Test.Count} test images, {classes} classes · epochs {firstEpoch + 1}–{settings.Epochs} · out {runDir}", dataset.Classes))
+        let mutable cancelled = false
+        let mutable epoch = firstEpoch
+        while epoch < settings.Epochs && not cancelled do
+            let plan = epochPlan (settings, train.Labels, epoch)
+            let iterations = plan.Length
+            let clock = Stopwatch.StartNew()
+            let secondsBefore = progress.Seconds
+            model.train ()
+            // Dropout and other torch randomness: reseeded per epoch so that a resumed run repeats it.
+            torch.manual_seed (int64 settings.Seed * 100003L + int64 epoch) |> ignore
+            let startIteration = progress.Iterations
+            let epochLr = Schedules.learningRate (settings.Schedule, epoch, 0, iterations)
+            let mutable iteration = startIteration
+            let windowClock = Stopwatch.StartNew()
+            let mutable windowImages = 0L
+            // The whole plan goes to the loader, so each batch keeps its (seed, epoch, index) augmentation seed;
+            // batches already trained before a mid-epoch checkpoint are skipped.
+            use batches = (Loader.epoch (train, plan, trainTransform, settings.Seed, epoch, settings.Workers) |> Seq.skip startIteration).GetEnumerator()
+            while not cancelled && batches.MoveNext() do
+                use batch = batches.Current
+                let lr = Schedules.learningRate (settings.Schedule, epoch, iteration, iterations)
+                Optimizer.setLearningRate (optimizer, lr)
+                let lossValue, terms, correct, seen =
+                    use _scope = torch.NewDisposeScope()
+                    let images = batch.Images.``to`` device
+                    let labels = batch.Labels.``to`` device
+                    optimizer.zero_grad ()
+                    let loss, logits, logitLabels = batchLoss settings model images labels
+                    let lossValue = loss.Total.to_type(torch.float64).item<float> ()
+                    if not (Double.IsFinite lossValue) then
+                        let last = lastCheckpoint |> Option.defaultValue "none (no checkpoint was written yet)"
+                        raise (BakeException $"non-finite loss ({lossValue}) at epoch {epoch + 1}, iteration {iteration + 1}: training stopped. Last good checkpoint: {last}. Lower OPTIM.BASE_LR or check the data.")
+                    loss.Total.backward ()
+                    optimizer.step () |> ignore
+                    let terms = loss.Terms |> Array.map (fun t -> t.Name, t.Value.to_type(torch.float64).item<float> ()) |> List.ofArray
+                    let predictions = logits.detach().argmax (1L)
+                    let correct = predictions.eq(logitLabels).sum().item<int64> ()
+                    lossValue, terms, correct, logitLabels.shape[0]
+                iteration <- iteration + 1
+                windowImages <- windowImages + batch.Images.shape[0]
+                progress <-
+                    { Iterations = iteration
+                      LossSum = progress.LossSum + lossValue
+                      TermSums = if progress.TermSums.IsEmpty then terms else List.map2 (fun (n, a) (_, b) -> n, a + b) progress.TermSums terms
+                      Correct = progress.Correct + correct
+                      Seen = progress.Seen + seen
+                      Seconds = secondsBefore + clock.Elapsed.TotalSeconds }
+                let imagesPerSecond = float windowImages / max 1e-9 windowClock.Elapsed.TotalSeconds
+                emit (Iteration(epoch + 1, iteration, iterations, progress.LossSum / float iteration, 100.0 * float progress.Correct / float (max 1L progress.Seen), imagesPerSecond, lr))
+                if iteration % settings.LogPeriod = 0 || iteration = iterations then
+                    let record = JsonObject()
+                    record["phase"] <- JsonValue.Create "train_iter"
+                    record["epoch"] <- JsonValue.Create(epoch + 1)
+                    record["iteration"] <- JsonValue.Create iteration
+                    record["iterations"] <- JsonValue.Create iterations
+                    record["lr"] <- JsonValue.Create lr
+                    record["loss"] <- JsonValue.Create lossValue
+                    for name, value in terms do record[name] <- JsonValue.Create value
+                    record["images_per_second"] <- JsonValue.Create imagesPerSecond
+                    log runDir record
+                    windowClock.Restart()
+                    windowImages <- 0L
+                if cancellation.IsCancellationRequested && iteration < iterations then
+                    cancelled <- true
+            if cancelled then
+                saveCheckpoint (sprintf "epoch_%04d_iter_%05d" (epoch + 1) iteration) [ "last" ] epoch progress
+            else
+                let evaluate' = (epoch + 1) % settings.EvalPeriod = 0 || epoch + 1 = settings.Epochs
+                let test =
+                    if evaluate' then Some(evaluate (model, testDataset, testTransform, settings.TestBatchSize, device, settings.Workers))
+                    else None
+                let row =
+                    { Epoch = epoch + 1
+                      Iterations = iterations
+                      LearningRate = epochLr
+                      TrainLoss = progress.LossSum / float (max 1 iterations)
+                      TrainTerms = progress.TermSums |> List.map (fun (n, v) -> n, v / float (max 1 iterations))
+                      TrainTop1 = 100.0 * float progress.Correct / float (max 1L progress.Seen)
+                      Test = test
+                      Seconds = secondsBefore + clock.Elapsed.TotalSeconds }
+                history <- history @ [ row ]
+                RunFiles.writeSummary (Path.Combine(runDir, "summary.csv")) history
+                log runDir (RunFiles.epochJson row)
+                progress <- EpochProgress.Empty
+                let isBest = match bestOf history, test with Some (bestEpoch, _), Some _ -> bestEpoch = row.Epoch | _ -> false
+                let periodic = (epoch + 1) % settings.CheckpointPeriod = 0 || epoch + 1 = settings.Epochs
+                if periodic || isBest then
+                    let pointers = (if periodic then [ "last" ] else []) @ (if isBest then [ "best" ] else [])
+                    saveCheckpoint (sprintf "epoch_%04d" (epoch + 1)) pointers (epoch + 1) EpochProgress.Empty
+                emit (EpochFinished row)
+                epoch <- epoch + 1
+        { OutDir = runDir
+          History = history
+          Final = history |> List.tryLast |> Option.bind (fun r -> if r.Epoch = settings.Epochs then r.Test else None)
+          Best = bestOf history
+          Classes = dataset.Classes
+          Cancelled = cancelled }
+
+    /// <summary>The input shape a dry run assumes without touching data: known datasets' shapes, else 3×IM_SIZE
+    /// (224 when unset).</summary>
+    let private assumedShape (settings: TrainingSettings) =
+        let size fallback = if settings.ImageSize > 0 then settings.ImageSize else fallback
+        match settings.Dataset.ToLowerInvariant() with
+        | "embedded" | "fashion-mnist" | "mnist" -> 1, size 28
+        | "cifar10" | "cifar100" -> 3, size 32
+        | _ -> 3, size 224
+
+    /// <summary>What <c>bake train --dry-run</c> prints: the resolved config, the method and the model summary,
+    /// built without reading any data.</summary>
+    [<CompiledName("DryRun")>]
+    let dryRun (config: Config, settings: TrainingSettings) : string =
+        let channels, size = assumedShape settings
+        let classes = if settings.Classes > 0 then settings.Classes else 10
+        use model = Models.create (settings.Model, classes, channels, size)
+        let classesNote = if settings.Classes > 0 then "" else " (MODEL.NUM_CLASSES = 0: taken from the dataset at training time; shown with 10)"
+        String.concat "\n"
+            [ Configs.toYaml config
+              $"method: {settings.Method.Name}; batch {settings.BatchSize} = {settings.Anchors} anchors × {settings.IntraImages + 1}; epochs {settings.Epochs}; base lr {settings.Schedule.BaseLr}"
+              $"model: {settings.Model}, input {channels}×{size}×{size}, {classes} classes{classesNote}"
+              Models.describe model ]
+
+    /// <summary>Evaluates a checkpoint (a checkpoint folder or a run directory: its best, else last, checkpoint) on
+    /// the test split of a dataset (by default the run's own, read from its config.yaml).</summary>
+    [<CompiledName("EvaluateCheckpoint")>]
+    let evaluateCheckpoint (path: string, datasetSpec: string option, workers: int, batchSize: int) : CheckpointState * EvalMetrics =
+        let checkpoint =
+            match Checkpoints.resolve (path, "best") |> Option.orElse (Checkpoints.resolve (path, "last")) with
+            | Some c -> c
+            | None -> raise (BakeException $"{path}: no Bake checkpoint (expected a checkpoint folder with state.json or a run directory with checkpoints/last.json)")
+        let state = Checkpoints.readState checkpoint
+        let spec =
+            match datasetSpec with
+            | Some spec -> spec
+            | None ->
+                let runConfig = Path.Combine(checkpoint, "..", "..", "config.yaml") |> Path.GetFullPath
+                if File.Exists runConfig then Configs.string (Configs.load runConfig []) "TRAIN.DATASET"
+                else raise (UsageException $"{path}: the run's config.yaml was not found next to the checkpoint; pass --dataset")
+        let dataset = Datasets.load (spec, None)
+        if dataset.Classes.Length <> state.Classes.Length then
+            raise (BakeException $"dataset {spec} has {dataset.Classes.Length} classes but the checkpoint {checkpoint} was trained on {state.Classes.Length}")
+        use model = Models.create (state.Model, state.Classes.Length, state.ImageShape[0], state.ImageShape[1])
+        Checkpoints.load (checkpoint, model, None)
+        state, evaluate (model, dataset, Transforms.forEvaluation dataset, batchSize, torch.CPU, workers)

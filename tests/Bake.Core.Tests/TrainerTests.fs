@@ -1,0 +1,151 @@
+module Bake.Core.Tests.TrainerTests
+
+open System
+open System.IO
+open System.Threading
+open Expecto
+open TorchSharp
+open Bake.Core
+open Bake.Core.Tests.TestUtil
+open Bake.Core.Tests.ConfigTests
+
+/// A tiny run on the embedded dataset: 12 images per class, the tiny CNN, 2 epochs.
+let tinyConfig (outDir: string) (extra: string list) =
+    Configs.defaultJob (
+        [ "MODEL.TYPE=cnn-tiny"; "TRAIN.PER_CLASS=12"; "TRAIN.BATCH_SIZE=16"; "OPTIM.MAX_EPOCH=2"; "TEST.BATCH_SIZE=500"
+          "DATA_LOADER.NUM_WORKERS=1"; "LOG_PERIOD=2"; "OUT_DIR=" + outDir ] @ extra)
+
+let withRunDir (body: string -> unit) =
+    let dir = Directory.CreateTempSubdirectory("bake-run-").FullName
+    try body dir finally (try Directory.Delete(dir, true) with _ -> ())
+
+let runTiny outDir extra (report: TrainingEvent -> unit) (cancellation: CancellationToken) =
+    let config = tinyConfig outDir extra
+    Trainer.run (config, Settings.ofConfigOrThrow config, false, Action<TrainingEvent> report, cancellation)
+
+/// summary.csv without the wall-clock `seconds` column, the only column that may differ between identical runs.
+let summaryWithoutSeconds (runDir: string) =
+    File.ReadAllLines(Path.Combine(runDir, "summary.csv")) |> Array.map (fun line -> line.Substring(0, line.LastIndexOf ','))
+
+[<Tests>]
+let tests =
+    // Sequenced: the leak test counts every live tensor in the process.
+    testSequenced <| testList "Trainer" [
+        testList "every method runs end to end on tiny data" [
+            for name, extra in
+                [ "vanilla", [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0" ]
+                  "label-smoothing", [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.NAME=label-smoothing" ]
+                  "tfkd-reg", [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.NAME=tfkd-reg" ]
+                  "cskd", [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.NAME=cskd" ]
+                  "bake", []
+                  "bake M=3 one-step", [ "TRAIN.INTRA_IMGS=3"; "METHOD.PROPAGATION=one-step" ]
+                  "vanilla at BAKE's steps", [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.EQUAL_STEPS_M=1" ] ] ->
+                test name {
+                    withRunDir (fun dir ->
+                        let outcome = runTiny dir extra ignore CancellationToken.None
+                        Expect.hasLength outcome.History 2 "two epochs"
+                        Expect.isSome outcome.Final "final metrics"
+                        Expect.isSome outcome.Best "best epoch"
+                        let header = (File.ReadAllLines(Path.Combine(dir, "summary.csv")))[0]
+                        Expect.stringStarts header "epoch,iterations,lr,train_loss,train_" "summary header"
+                        Expect.isTrue (File.Exists(Path.Combine(dir, "config.yaml"))) "config.yaml"
+                        Expect.isTrue (File.ReadAllLines(Path.Combine(dir, "log.jsonl")).Length > 2) "log.jsonl"
+                        Expect.isSome (Checkpoints.resolve (dir, "last")) "last checkpoint"
+                        let iterations = outcome.History.Head.Iterations
+                        if name = "vanilla" then Expect.equal iterations 8 "120 images / 16"
+                        if name = "bake" || name = "vanilla at BAKE's steps" then Expect.equal iterations 15 "120 images / 8 anchors")
+                }
+        ]
+
+        test "the same config and seed give the same summary (every column but wall-clock seconds)" {
+            withRunDir (fun a ->
+                withRunDir (fun b ->
+                    runTiny a [] ignore CancellationToken.None |> ignore
+                    runTiny b [] ignore CancellationToken.None |> ignore
+                    Expect.sequenceEqual (summaryWithoutSeconds b) (summaryWithoutSeconds a) "identical runs"))
+        }
+
+        test "a run cancelled mid-epoch and resumed ends with the same summary as an uninterrupted run" {
+            withRunDir (fun whole ->
+                withRunDir (fun split ->
+                    runTiny whole [ "OPTIM.MAX_EPOCH=3" ] ignore CancellationToken.None |> ignore
+                    use cancellation = new CancellationTokenSource()
+                    let stopAt event =
+                        match event with
+                        | Iteration (2, 5, _, _, _, _, _) -> cancellation.Cancel()
+                        | _ -> ()
+                    let first = runTiny split [ "OPTIM.MAX_EPOCH=3" ] stopAt cancellation.Token
+                    Expect.isTrue first.Cancelled "cancelled"
+                    Expect.hasLength first.History 1 "one epoch finished before the stop"
+                    let config = tinyConfig split [ "OPTIM.MAX_EPOCH=3" ]
+                    let resumed = Trainer.run (config, Settings.ofConfigOrThrow config, true, null, CancellationToken.None)
+                    Expect.hasLength resumed.History 3 "three epochs"
+                    Expect.sequenceEqual (summaryWithoutSeconds split) (summaryWithoutSeconds whole) "resumed = uninterrupted"))
+        }
+
+        test "native tensors and process memory do not grow over a few hundred iterations" {
+            withRunDir (fun dir ->
+                let live = Collections.Generic.List<int64>()
+                let memory = Collections.Generic.List<int64>()
+                let record event =
+                    match event with
+                    | EpochFinished _ ->
+                        GC.Collect()
+                        GC.WaitForPendingFinalizers()
+                        live.Add(torch.Tensor.TotalCount)
+                        use proc = Diagnostics.Process.GetCurrentProcess()
+                        memory.Add(proc.WorkingSet64)
+                    | _ -> ()
+                // 40 images per class, batch 16 (8 anchors + 8 positives): 50 iterations per epoch, 6 epochs.
+                runTiny dir [ "TRAIN.PER_CLASS=40"; "OPTIM.MAX_EPOCH=6"; "TRAIN.EVAL_PERIOD=100" ] record CancellationToken.None |> ignore
+                // The first epoch warms caches up; from epoch 2 on nothing may accumulate (the last epoch also evaluates).
+                let counts = List.ofSeq live
+                Expect.equal live[live.Count - 2] live[1] $"live tensors after each epoch: {counts}"
+                Expect.isLessThanOrEqual live[live.Count - 1] live[1] $"live tensors after the evaluated last epoch: {counts}"
+                let growth = float (memory[memory.Count - 1] - memory[1]) / 1048576.0
+                Expect.isLessThan growth 64.0 $"working set growth {growth:F1} MB over 4 epochs; per epoch: {List.ofSeq memory}")
+        }
+
+        test "a non-finite loss stops the run naming the iteration and the last good checkpoint" {
+            withRunDir (fun dir ->
+                let error = throwsWith<BakeException> (fun () -> runTiny dir [ "OPTIM.BASE_LR=1e30" ] ignore CancellationToken.None |> ignore)
+                Expect.stringContains error.Message "non-finite loss" "says what happened"
+                Expect.stringContains error.Message "iteration" "names the iteration"
+                Expect.stringContains error.Message "checkpoint" "names the last checkpoint")
+        }
+
+        test "an existing run is not overwritten without --resume, and --resume needs a checkpoint" {
+            withRunDir (fun dir ->
+                runTiny dir [ "OPTIM.MAX_EPOCH=1" ] ignore CancellationToken.None |> ignore
+                let error = throwsWith<UsageException> (fun () -> runTiny dir [ "OPTIM.MAX_EPOCH=1" ] ignore CancellationToken.None |> ignore)
+                Expect.stringContains error.Message "--resume" "suggests --resume")
+            withRunDir (fun dir ->
+                let config = tinyConfig dir []
+                let error = throwsWith<UsageException> (fun () -> Trainer.run (config, Settings.ofConfigOrThrow config, true, null, CancellationToken.None) |> ignore)
+                Expect.stringContains error.Message "no checkpoint" "explains")
+        }
+
+        test "an unwritable run directory is a clear error" {
+            let error = throwsWith<BakeException> (fun () -> runTiny "/proc/bake-cannot-write" [] ignore CancellationToken.None |> ignore)
+            Expect.stringContains error.Message "/proc/bake-cannot-write" "names the directory"
+        }
+
+        test "a checkpoint evaluates to the metrics the run reported" {
+            withRunDir (fun dir ->
+                let outcome = runTiny dir [] ignore CancellationToken.None
+                let _, metrics = Trainer.evaluateCheckpoint (Path.Combine(dir, "checkpoints", "epoch_0002"), Some "embedded", 1, 500)
+                Expect.floatClose Accuracy.veryHigh metrics.Top1 outcome.Final.Value.Top1 "same top-1")
+        }
+
+        testList "--dry-run builds every shipped and official config without data" [
+            for path in Array.append shippedConfigs officialConfigs do
+                let name = Path.GetFileName path
+                if not (name.StartsWith "BAKE-S-" || name.StartsWith "S-") then
+                    yield test (Path.GetRelativePath(Path.Combine(repoRoot, ".."), path)) {
+                        let config = Configs.load path []
+                        let text = Trainer.dryRun (config, Settings.ofConfigOrThrow config)
+                        Expect.stringContains text "MODEL:" "prints the resolved config"
+                        Expect.stringContains text "parameters" "prints the model summary"
+                    }
+        ]
+    ]
