@@ -51,9 +51,11 @@ type BenchArgs =
     | Workers of counts: string
     | On_Demand
     | Image_Size of pixels: int
+    | Model of name: string
     interface IArgParserTemplate with
         member this.Usage =
             match this with
+            | Model _ -> "the model whose training step consumes the batches (default cnn, the default model; see bake train)."
             | Dataset _ ->
                 "the dataset to measure (as for `bake data info`). Examples: `bake data bench embedded`, "
                 + "`bake data bench ~/data/cifar10-jpeg --on-demand --workers 0,1,2`"
@@ -75,7 +77,7 @@ type DataArgs =
             match this with
             | Info _ -> "print what a dataset holds: classes, counts per class and split, image shape, mean and std."
             | Fetch _ -> "download a full public dataset into the cache, verify its hashes, extract it (resumable)."
-            | Bench _ -> "measure the loader (decoding + augmentation, images/s) next to a small CNN's training step."
+            | Bench _ -> "measure the loader (decoding + augmentation, images/s) next to a model's training step (default: the small CNN)."
 
 let private positive (name: string) (value: int) =
     if value < 1 then raise (UsageException($"{name} must be >= 1, got {value}"))
@@ -115,19 +117,6 @@ let fetch (args: ParseResults<FetchArgs>) (out: TextWriter) : int =
     out.WriteLine $"done: {folder} (`bake data info {dataset.Name}` shows what it holds)"
     0
 
-/// The benchmark's consumer: a 2-conv-layer CNN (conv 32, pool, conv 64, pool, linear), trained with SGD.
-let private smallCnn (channels: int) (height: int) (width: int) (classes: int) : TorchSharp.Modules.Sequential =
-    let layers: TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>[] =
-        [| TorchSharp.torch.nn.Conv2d(int64 channels, 32L, 3L, padding = 1L)
-           TorchSharp.torch.nn.ReLU()
-           TorchSharp.torch.nn.MaxPool2d(2L)
-           TorchSharp.torch.nn.Conv2d(32L, 64L, 3L, padding = 1L)
-           TorchSharp.torch.nn.ReLU()
-           TorchSharp.torch.nn.MaxPool2d(2L)
-           TorchSharp.torch.nn.Flatten()
-           TorchSharp.torch.nn.Linear(int64 (64 * (height / 4) * (width / 4)), int64 classes) |]
-    TorchSharp.torch.nn.Sequential layers
-
 /// `bake data bench`: images/s of the loader alone (per worker count), of the training step alone, and of both
 /// together (with the share of time the step waits for data).
 let bench (args: ParseResults<BenchArgs>) (out: TextWriter) : int =
@@ -159,7 +148,9 @@ let bench (args: ParseResults<BenchArgs>) (out: TextWriter) : int =
             (batch :> IDisposable).Dispose()
         out.WriteLine $"loader, {w} worker(s): {rate images watch,8:F0} images/s (decode + augment + normalise)"
     // 2. The training step alone, on one prepared batch.
-    let model = smallCnn dataset.ImageShape[0] dataset.ImageShape[1] dataset.ImageShape[2] dataset.Classes.Length
+    let modelName = args.GetResult(BenchArgs.Model, "cnn")
+    let model =
+        Bake.Core.Models.Models.create (modelName, dataset.Classes.Length, dataset.ImageShape[0], min dataset.ImageShape[1] dataset.ImageShape[2])
     let optimizer = TorchSharp.torch.optim.SGD(model.parameters (), 0.01, momentum = 0.9)
     let step (batch: Batch) =
         use scope = TorchSharp.torch.NewDisposeScope()
@@ -172,7 +163,7 @@ let bench (args: ParseResults<BenchArgs>) (out: TextWriter) : int =
         for _ in 1..3 do step prepared
         let watch = Diagnostics.Stopwatch.StartNew()
         for _ in 1..count do step prepared
-        out.WriteLine $"training step alone (2-conv CNN, SGD): {rate (count * prepared.Indices.Length) watch,8:F0} images/s"
+        out.WriteLine $"training step alone ({modelName}, cross-entropy, SGD): {rate (count * prepared.Indices.Length) watch,8:F0} images/s"
     // 3. Both: the step consumes the loader's batches; waiting = time blocked on the next batch.
     for w in workers do
         let watch = Diagnostics.Stopwatch.StartNew()

@@ -79,7 +79,7 @@ let tests =
 
         test "bench runs on the embedded dataset and reports loader and training rates" {
             let text = runData [| "bench"; "embedded"; "--batches"; "2"; "--batch-size"; "16"; "--workers"; "0,1" |]
-            for fragment in [ "loader, 0 worker(s)"; "loader, 1 worker(s)"; "training step alone"; "waiting for data" ] do
+            for fragment in [ "loader, 0 worker(s)"; "loader, 1 worker(s)"; "training step alone (cnn"; "waiting for data" ] do
                 Expect.stringContains text fragment fragment
             usageError [| "bench"; "embedded"; "--workers"; "0,-1" |] "--workers must list counts >= 0"
         }
