@@ -10,6 +10,8 @@
 #r "../src/Bake.Cli/bin/Release/net10.0/linux-x64/TorchSharp.dll"
 #r "../src/Bake.Cli/bin/Release/net10.0/linux-x64/Bake.Core.dll"
 #r "../src/Bake.Cli/bin/Release/net10.0/linux-x64/YamlDotNet.dll"
+#r "../src/Bake.Cli/bin/Release/net10.0/linux-x64/ScottPlot.dll"
+#r "../src/Bake.Cli/bin/Release/net10.0/linux-x64/SkiaSharp.dll"
 
 open System
 open System.IO

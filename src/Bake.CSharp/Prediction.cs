@@ -27,7 +27,7 @@ public sealed class Predictor : IDisposable
         Classes = predictor.Classes;
     }
 
-    /// <summary>Loads a checkpoint folder, or a run directory's best checkpoint (else its last).</summary>
+    /// <summary>Loads a checkpoint folder, or a run directory's last checkpoint (its final model).</summary>
     /// <param name="checkpoint">A checkpoint folder (holding state.json) or a run directory.</param>
     /// <exception cref="ArgumentNullException"><paramref name="checkpoint"/> is null.</exception>
     /// <exception cref="Core.BakeException">No checkpoint there, or it cannot be read; the message names the path.</exception>

@@ -297,7 +297,7 @@ public sealed class BakeTrainer : IDisposable
 /// <summary>Evaluates checkpoints.</summary>
 public static class Evaluator
 {
-    /// <summary>Evaluates a checkpoint folder or a run directory (its best checkpoint, else its last) on the test split
+    /// <summary>Evaluates a checkpoint folder or a run directory (its last checkpoint: the final model) on the test split
     /// of <paramref name="dataset"/> (by default the run's own training dataset).</summary>
     /// <exception cref="ArgumentNullException"><paramref name="checkpoint"/> is null.</exception>
     public static EvaluationResult Evaluate(string checkpoint, string? dataset = null)

@@ -13,7 +13,7 @@ type ExportArgs =
     interface IArgParserTemplate with
         member this.Usage =
             match this with
-            | Checkpoint _ -> "a checkpoint folder or a run directory (its best checkpoint, else its last)."
+            | Checkpoint _ -> "a checkpoint folder or a run directory (its last checkpoint: the final model)."
             | Format _ -> "safetensors, or pth (a torch.save state dict that PyTorch's model.load_state_dict accepts)."
             | Out _ -> "the file to write (default: <model>-<checkpoint>.<format> in the current directory)."
 

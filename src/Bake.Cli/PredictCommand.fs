@@ -13,7 +13,7 @@ type PredictArgs =
     interface IArgParserTemplate with
         member this.Usage =
             match this with
-            | Checkpoint _ -> "a checkpoint folder or a run directory (its best checkpoint, else its last)."
+            | Checkpoint _ -> "a checkpoint folder or a run directory (its last checkpoint: the final model)."
             | Top _ -> "how many classes to print per image, most probable first (default 5)."
             | Images _ -> "image files (JPEG or PNG); converted to the checkpoint's channels and size as in evaluation."
 

@@ -21,6 +21,7 @@ let main argv =
         | Train args -> TrainCommand.train args
         | Eval args -> TrainCommand.eval args
         | Version _ -> version ()
+        | Data args -> DataCommand.run args
         | Targets args -> TargetsCommand.run args
         | Plot args -> PlotCommand.run args
         | Predict args -> PredictCommand.run args
@@ -43,7 +44,9 @@ let main argv =
         | _ -> ()
         0
     | :? ArguParseException as e ->
-        eprintfn "%s" e.Message
+        // One clear line: Argu's first line names the mistake; the full usage is one --help away.
+        let first = e.Message.Split('\n', StringSplitOptions.RemoveEmptyEntries) |> Array.tryHead |> Option.defaultValue e.Message
+        eprintfn "bake: %s (see --help)" (first.Trim().Replace("ERROR: ", ""))
         2
     | :? Bake.Core.UsageException as e ->
         eprintfn "bake: %s" e.Message

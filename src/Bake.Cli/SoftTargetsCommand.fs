@@ -15,7 +15,7 @@ type SoftTargetsArgs =
     interface IArgParserTemplate with
         member this.Usage =
             match this with
-            | Checkpoint _ -> "a checkpoint folder or a run directory (its best checkpoint, else its last)."
+            | Checkpoint _ -> "a checkpoint folder or a run directory (its last checkpoint: the final model)."
             | Dataset _ -> "the dataset to sample the batch from (default: the run's TRAIN.DATASET)."
             | Count _ -> "how many images of the batch to draw (default 8)."
             | Seed _ -> "seed of the batch sampler (default 1)."

@@ -30,10 +30,18 @@ type EvalArgs =
     | Dataset of spec: string
     | Batch_Size of size: int
     | Workers of count: int
+    | Fgsm of epsilons: string
+    | Corruption of names: string
+    | Calibrate
+    | Out of path: string
     interface IArgParserTemplate with
         member this.Usage =
             match this with
-            | Checkpoint _ -> "a checkpoint folder or a run directory (its best checkpoint, else its last)."
+            | Checkpoint _ -> "a checkpoint folder, or a run directory (its last checkpoint: the final model; checkpoints/<folder> for another)."
+            | Fgsm _ -> "FGSM accuracy at these ε (pixel units in [0, 1], comma-separated), e.g. --fgsm 0.01,0.03,0.1."
+            | Corruption _ -> "accuracy under corruptions at severities 1–3: gaussian-noise, gaussian-blur (comma-separated)."
+            | Calibrate -> "ECE after a temperature fitted on the run's held-out training images (TRAIN.HOLDOUT_PER_CLASS)."
+            | Out _ -> "write the robustness report as JSON to this file (atomically)."
             | Dataset _ -> "dataset to evaluate on (default: the run's TRAIN.DATASET): embedded, fashion-mnist, cifar10, a folder…"
             | Batch_Size _ -> "evaluation batch size (default 256)."
             | Workers _ -> "decoding workers (default 2)."
@@ -42,7 +50,7 @@ type EvalArgs =
 let resolveConfig (args: ParseResults<TrainArgs>) : Config =
     let overrides =
         args.GetResults Set
-        @ (args.TryGetResult Out |> Option.map (fun d -> "OUT_DIR=" + d) |> Option.toList)
+        @ (args.TryGetResult TrainArgs.Out |> Option.map (fun d -> "OUT_DIR=" + d) |> Option.toList)
         @ (args.TryGetResult Weights |> Option.map (fun w -> "TRAIN.WEIGHTS=" + w) |> Option.toList)
         @ (args.TryGetResult Device |> Option.map (fun d -> "DEVICE=" + d) |> Option.toList)
     match args.TryGetResult Config with
@@ -66,7 +74,45 @@ let train (args: ParseResults<TrainArgs>) : int =
         Terminal.printOutcome outcome
         if outcome.Cancelled then 130 else 0
 
+let private parseList (option: string) (text: string) (parse: string -> 'T option) (expected: string) : 'T list =
+    text.Split(',', StringSplitOptions.RemoveEmptyEntries ||| StringSplitOptions.TrimEntries)
+    |> Array.map (fun item ->
+        match parse item with
+        | Some value -> value
+        | None -> raise (UsageException $"{option} {text}: '{item}' is invalid: expected {expected}"))
+    |> List.ofArray
+
+let private parseEpsilon (item: string) =
+    match Double.TryParse(item, Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture) with
+    | true, v when v >= 0.0 && v <= 1.0 -> Some v
+    | _ -> None
+
+let private parseCorruption (item: string) =
+    match item.ToLowerInvariant() with
+    | "gaussian-noise" -> Some GaussianNoise
+    | "gaussian-blur" -> Some GaussianBlur
+    | _ -> None
+
+let private robustness (args: ParseResults<EvalArgs>) : int =
+    let fgsm = args.TryGetResult Fgsm |> Option.map (fun t -> parseList "--fgsm" t parseEpsilon "a number in [0, 1]") |> Option.defaultValue []
+    let corruptions =
+        args.TryGetResult Corruption
+        |> Option.map (fun t -> parseList "--corruption" t parseCorruption "gaussian-noise or gaussian-blur")
+        |> Option.defaultValue []
+    let report =
+        Robustness.evaluate (args.GetResult Checkpoint, fgsm, corruptions, args.Contains Calibrate, args.GetResult(Batch_Size, 256), args.GetResult(Workers, 2))
+    let line (label: string) (m: EvalMetrics) =
+        printfn "%-28s top-1 %6.2f%%  top-5 %6.2f%%  NLL %.4f  ECE %5.2f%%" label m.Top1 m.Top5 m.Nll m.Ece
+    printfn "%s" report.Checkpoint
+    line "clean" report.Clean
+    report.Calibrated |> Option.iter (fun (t, m) -> line (sprintf "temperature-scaled (T=%.3f)" t) m)
+    for epsilon, m in report.Fgsm do line (sprintf "FGSM ε=%g" epsilon) m
+    for corruption, severity, m in report.Corruptions do line (sprintf "%s, severity %d" corruption.Name severity) m
+    args.TryGetResult EvalArgs.Out |> Option.iter (fun path -> Files.writeAllTextAtomic path (Robustness.toJson report))
+    0
+
 let eval (args: ParseResults<EvalArgs>) : int =
+    if args.Contains Fgsm || args.Contains Corruption || args.Contains Calibrate || args.Contains EvalArgs.Out then robustness args else
     let state, metrics =
         Trainer.evaluateCheckpoint (args.GetResult Checkpoint, args.TryGetResult Dataset, args.GetResult(Workers, 2), args.GetResult(Batch_Size, 256))
     printfn "%s (%s, %d images): top-1 %.2f%%  top-5 %.2f%%  NLL %.4f  ECE %.2f%%" (args.GetResult Checkpoint) state.Model metrics.Count metrics.Top1 metrics.Top5 metrics.Nll metrics.Ece

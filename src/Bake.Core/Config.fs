@@ -99,6 +99,7 @@ module ConfigSchema =
           key "TRAIN.JITTER" (Flag false) "colour jitter (not implemented; must stay false)"
           key "TRAIN.IS_CUTMIX" (Flag false) "batch-level CutMix"
           key "TRAIN.PER_CLASS" (Integer 0) "Bake: keep only this many training images per class (0 = all), for data-limited studies"
+          key "TRAIN.HOLDOUT_PER_CLASS" (Integer 0) "Bake: hold this many training images per class out of training, for temperature calibration (bake eval --calibrate)"
           key "CUTMIX.BETA" (Number 1.0) "CutMix Beta(β, β) parameter"
           key "CUTMIX.PROB" (Number 1.0) "probability of mixing a batch"
           key "CUTMIX.OFF_EPOCH" (Integer 5) "no CutMix in the last this many epochs"

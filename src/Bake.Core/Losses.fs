@@ -90,6 +90,14 @@ module Losses =
     let vanilla (logits: torch.Tensor, labels: torch.Tensor) : Loss =
         weighted [| { Name = "ce"; Weight = 1.0; Value = crossEntropy (logits, labels) } |]
 
+    /// <summary>CE plus λ·KD towards the BAKE targets of the batch, for a given CE term.</summary>
+    let private bakeWith (ce: torch.Tensor) (features: torch.Tensor) (logits: torch.Tensor) (options: BakeOptions) : Loss =
+        let kd =
+            Tensors.scoped (fun () ->
+                let targets = Propagation.softTargets (features, logits, options)
+                distillation (logits, targets, options.Temperature))
+        weighted [| { Name = "ce"; Weight = 1.0; Value = ce }; { Name = "kd"; Weight = options.Lambda; Value = kd } |]
+
     /// <summary>The BAKE loss, Eq. (2) with the soft targets of Eq. (9): CE(z, y) + λ · τ² · KL(Q ‖ softmax(z/τ)).</summary>
     /// <param name="features">F(x), N×D (anchors and their positives together); used detached for Q.</param>
     /// <param name="logits">z, N×K. Gradients flow through both terms.</param>
@@ -99,12 +107,23 @@ module Losses =
     [<CompiledName("Bake")>]
     let bake (features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, options: BakeOptions) : Loss =
         let options = Validate.bake options |> Validate.orThrow "BAKE options"
-        let ce = crossEntropy (logits, labels)
-        let kd =
-            Tensors.scoped (fun () ->
-                let targets = Propagation.softTargets (features, logits, options)
-                distillation (logits, targets, options.Temperature))
-        weighted [| { Name = "ce"; Weight = 1.0; Value = ce }; { Name = "kd"; Weight = options.Lambda; Value = kd } |]
+        bakeWith (crossEntropy (logits, labels)) features logits options
+
+    /// <summary>The BAKE loss with soft label targets in the CE term (CutMix's λ·y_a + (1 − λ)·y_b): the official
+    /// ImageNet code's SoftCrossEntropyLoss, with the BAKE targets computed from the (mixed) images' own predictions.</summary>
+    /// <param name="features">F(x), N×D; used detached for Q.</param>
+    /// <param name="logits">z, N×K.</param>
+    /// <param name="labelTargets">N×K rows of label probabilities.</param>
+    /// <param name="options">τ, ω, λ and the propagation form.</param>
+    [<CompiledName("BakeSoftLabels")>]
+    let bakeSoftLabels (features: torch.Tensor, logits: torch.Tensor, labelTargets: torch.Tensor, options: BakeOptions) : Loss =
+        let options = Validate.bake options |> Validate.orThrow "BAKE options"
+        bakeWith (softCrossEntropy (logits, labelTargets)) features logits options
+
+    /// <summary>Cross-entropy against soft label targets as a one-term loss named "ce" (vanilla training with CutMix).</summary>
+    [<CompiledName("SoftLabels")>]
+    let softLabels (logits: torch.Tensor, labelTargets: torch.Tensor) : Loss =
+        weighted [| { Name = "ce"; Weight = 1.0; Value = softCrossEntropy (logits, labelTargets) } |]
 
     /// <summary>The Tf-KD form of label smoothing: targets 1 − α on the true class and α/(K − 1) on every other
     /// class, loss −Σ targets · log softmax(z) averaged over the batch (REFERENCE.md §9).</summary>

@@ -56,6 +56,8 @@ type TrainingSettings =
       Format: string
       Augment: bool
       PerClass: int
+      /// <summary>Training images per class held out of training (for calibration).</summary>
+      HoldoutPerClass: int
       ImageSize: int
       TestImageSize: int
       /// <summary>Total images per training batch, N.</summary>
@@ -244,7 +246,8 @@ module Settings =
         check (cutMix.Beta > 0.0) $"CUTMIX.BETA = {cutMix.Beta} is invalid: expected a value > 0"
         check (cutMix.Probability >= 0.0 && cutMix.Probability <= 1.0) $"CUTMIX.PROB = {cutMix.Probability} is invalid: expected a probability in [0, 1]"
         match method with
-        | CsKd _ when cutMix.Enabled -> problems.Add "TRAIN.IS_CUTMIX = True is not supported with CS-KD"
+        | CsKd _ | LabelSmoothing _ | TfKdReg _ when cutMix.Enabled ->
+            problems.Add $"TRAIN.IS_CUTMIX = True is supported with vanilla and bake, not with {method.Name}"
         | _ -> ()
         let settings =
             { Seed = Configs.int config "RNG_SEED"
@@ -257,6 +260,7 @@ module Settings =
               Format = format
               Augment = augment
               PerClass = nonNegative "TRAIN.PER_CLASS"
+              HoldoutPerClass = nonNegative "TRAIN.HOLDOUT_PER_CLASS"
               ImageSize = nonNegative "TRAIN.IM_SIZE"
               TestImageSize = nonNegative "TEST.IM_SIZE"
               BatchSize = batch

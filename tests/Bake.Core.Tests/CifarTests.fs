@@ -134,11 +134,6 @@ let expectCifar10 (data: Dataset) =
     Expect.sequenceEqual (loadBytes data.Test [| 0 .. 3 |]) (pixels 12 (4 * 3072)) "test pixels"
     Expect.equal data.Classes Cifar.cifar10Classes "class names"
 
-let expectError (action: unit -> unit) (fragments: string list) =
-    let e = throwsWith<BakeException> action
-    for fragment in fragments do
-        Expect.stringContains e.Message fragment "the message"
-
 [<Tests>]
 let tests =
     testList "Data.Cifar" [

@@ -29,6 +29,12 @@ let bigEndian (value: int) = [| byte (value >>> 24); byte (value >>> 16); byte (
 let idxBytes (shape: int[]) (data: byte[]) : byte[] =
     Array.concat [ [| 0uy; 0uy; 8uy; byte shape.Length |]; Array.collect bigEndian shape; data ]
 
+/// Runs the action, expecting a BakeException whose message contains every fragment.
+let expectError (action: unit -> unit) (fragments: string list) =
+    let e = TestUtil.throwsWith<Bake.Core.BakeException> action
+    for fragment in fragments do
+        Expecto.Expect.stringContains e.Message fragment "the message"
+
 /// Deterministic pseudo-random image bytes.
 let pixels (seed: int) (count: int) : byte[] =
     let random = Random seed

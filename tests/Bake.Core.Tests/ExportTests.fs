@@ -24,7 +24,7 @@ let tests =
         test "safetensors holds the checkpoint's tensors; a .pth loads into a fresh model with the same logits" {
             withTempDir (fun dir ->
                 scoped (fun () ->
-                    let checkpoint = Checkpoints.find trainedRun.Value
+                    let checkpoint = Checkpoints.ofPath trainedRun.Value
                     let safetensors, state = Checkpoints.export (trainedRun.Value, "safetensors", Some(Path.Combine(dir, "w.safetensors")))
                     let written = Weights.read safetensors
                     let original = Weights.read (Path.Combine(checkpoint, "model.safetensors"))
@@ -46,7 +46,7 @@ let tests =
                 Directory.SetCurrentDirectory dir
                 try
                     let file, state = Checkpoints.export (trainedRun.Value, "safetensors", None)
-                    let checkpointName = Path.GetFileName(Checkpoints.find trainedRun.Value)
+                    let checkpointName = Path.GetFileName(Checkpoints.ofPath trainedRun.Value)
                     Expect.equal file (Path.Combine(Path.GetFullPath dir, $"{state.Model}-{checkpointName}.safetensors")) "default name"
                     Expect.isTrue (File.Exists file) "written"
                 finally

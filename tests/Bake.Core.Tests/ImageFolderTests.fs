@@ -34,11 +34,6 @@ let writeFolder (root: string) (testName: string) =
 let inMemory = { ImageFolder.defaultOptions with InMemory = Some true }
 let onDemand = { ImageFolder.defaultOptions with InMemory = Some false }
 
-let expectError (action: unit -> unit) (fragments: string list) =
-    let e = throwsWith<BakeException> (fun () -> action ())
-    for fragment in fragments do
-        Expect.stringContains e.Message fragment "the message"
-
 [<Tests>]
 let tests =
     testList "Data.ImageFolder" [
@@ -113,6 +108,16 @@ let tests =
                 Expect.equal data.Train.Count 9 "the 9 good images"
                 Expect.stringContains data.Source "1 undecodable image(s) skipped" "reported"
                 Expect.stringContains data.Source "0009.jpg" "named"
+        }
+
+        test "a truncated JPEG (valid header, cut body) is named, not decoded into a silent gray image" {
+            use dir = new TempDir()
+            writeFolder dir.Path "test" |> ignore
+            let jpeg = Path.Combine(dir.Path, "train", "a", "0100.jpg")
+            writeImage jpeg 64 64 (pixels 5 (3 * 64 * 64))
+            let bytes = File.ReadAllBytes jpeg
+            File.WriteAllBytes(jpeg, bytes[.. bytes.Length / 2])
+            expectError (fun () -> ImageFolder.load dir.Path { inMemory with ImageSize = Some 6 } |> ignore) [ "0100.jpg"; "IncompleteInput" ]
         }
 
         test "a missing split and a test class without a training folder are named" {

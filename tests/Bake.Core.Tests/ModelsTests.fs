@@ -34,6 +34,22 @@ let inputFor (name: string) =
 
 let referenceNames = [ "resnet18"; "resnet34"; "resnet50"; "resnet101"; "resnet152"; "resnext50-32x4d"; "resnext101-32x4d"; "densenet121"; "mobilenetv2"; "efficientnet-b0"; "preact-resnet18"; "cifar-densenet121" ]
 
+/// A training-mode forward pass leaves only its output alive (every intermediate is freed as soon as it is used,
+/// so peak memory stays low), does not modify its input, and the backward pass reaches every parameter.
+let expectTrainable (name: string) (model: Classifier) (batch: int64) (channels: int64) (side: int64) =
+    model.train ()
+    use scope = torch.NewDisposeScope()
+    let images = torch.randn (batch, channels, side, side)
+    let original = images.clone ()
+    let alive = scope.DisposablesCount
+    let logits = model.forward images
+    Expect.equal scope.DisposablesCount (alive + 1) $"{name}: only the logits are added to the live tensors by forward"
+    logits.sum().backward ()
+    expectClose 0.0 $"{name}: the images are not modified" images original
+    for struct (parameterName, parameter) in model.named_parameters () do
+        Expect.isNotNull parameter.grad $"{name}: {parameterName} receives a gradient"
+    model.zero_grad ()
+
 /// Builds the model as the fixture did (its class count, 3 channels), checks parameter count, state-dict keys and
 /// shapes against PyTorch's, then runs one forward pass in eval mode and checks the output shapes.
 let matchesReference (name: string) =
@@ -50,6 +66,7 @@ let matchesReference (name: string) =
             let missing = Set.difference theirs ours
             let extra = Set.difference ours theirs
             Expect.isTrue (missing.IsEmpty && extra.IsEmpty) $"{name}: state dict differs from PyTorch's: missing {missing.Count} [{preview missing}], extra {extra.Count} [{preview extra}]"
+            expectTrainable name model batch 3L side
             model.eval ()
             use _ = torch.no_grad ()
             let images = torch.randn (batch, 3L, side, side)
@@ -79,20 +96,19 @@ let tests =
                     for channels, side in [ 1, 28; 3, 32; 1, 8; 4, 13 ] do
                         use model = Models.create (name, 10, channels, side)
                         let images = torch.randn (3L, int64 channels, int64 side, int64 side)
-                        let before = images.clone ()
                         use output = Classifier.featuresAndLogits (model, images)
                         Expect.sequenceEqual output.Logits.shape [| 3L; 10L |] $"{name} {channels}×{side}×{side}: logits"
                         Expect.sequenceEqual output.Features.shape [| 3L; model.FeatureSize |] $"{name}: features"
-                        expectClose 0.0 $"{name}: the input is not modified" images before
-                        output.Logits.sum().backward ()
-                        for KeyValue(parameterName, parameter) in model.named_parameters () |> Seq.map (fun struct (k, v) -> Collections.Generic.KeyValuePair(k, v)) do
-                            Expect.isNotNull parameter.grad $"{name}: {parameterName} receives a gradient")
+                        expectTrainable name model 3L (int64 channels) (int64 side))
         }
 
         test "the default CNN: 3 blocks 32-64-128, 128-d features" {
             scoped (fun () ->
                 use model = Models.create ("cnn", 10, 1, 28)
                 Expect.equal model.FeatureSize 128L "feature size"
+                // Per block: 3×3 conv without bias (cin·cout·9) and BatchNorm (2·cout); then Linear(128, 10).
+                let blocks = [ 1L, 32L; 32L, 64L; 64L, 128L ] |> List.sumBy (fun (cin, cout) -> cin * cout * 9L + 2L * cout)
+                Expect.equal (Classifier.parameterCount model) (blocks + 128L * 10L + 10L) "parameter count"
                 let describe = Models.describe model
                 Expect.stringContains describe "block3" "describe lists the blocks"
                 Expect.stringContains describe $"{Classifier.parameterCount model:N0}" "describe gives the total")
@@ -174,3 +190,4 @@ let tests =
                 Expect.isGreaterThan (maxAbsDiff c d) 1e-6 "training drops residual branches at random")
         }
     ]
+

@@ -39,6 +39,8 @@ let tests =
                   "cskd", [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.NAME=cskd" ]
                   "bake", []
                   "bake M=3 one-step", [ "TRAIN.INTRA_IMGS=3"; "METHOD.PROPAGATION=one-step" ]
+                  "bake with CutMix", [ "TRAIN.IS_CUTMIX=True"; "CUTMIX.OFF_EPOCH=1" ]
+                  "vanilla with CutMix", [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "TRAIN.IS_CUTMIX=True" ]
                   "vanilla at BAKE's steps", [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.EQUAL_STEPS_M=1" ] ] ->
                 test name {
                     withRunDir (fun dir ->

@@ -188,10 +188,11 @@ module Datasets =
                 raise (BakeException($"dataset '{lower}' is not in the cache {cache}: run `bake data fetch {lower}` (the cache is set by --cache or BAKE_DATA)"))
             let dataset = loadFolder folder format imageOptions
             { dataset with Name = lower }
-        elif Directory.Exists spec then
-            loadFolder spec format imageOptions
         elif File.Exists spec then
             raise (UsageException($"'{spec}' is a file: give the folder that holds the dataset's files"))
+        elif Directory.Exists spec || spec.Contains '/' || spec.Contains '\\' || spec.StartsWith "." then
+            // A path: loadFolder names it when it does not exist.
+            loadFolder spec format imageOptions
         else
             let known = knownNames |> String.concat ", "
             raise (UsageException($"unknown dataset '{spec}': expected one of {known}, or the path of a dataset folder"))

@@ -44,9 +44,9 @@ type FileSplit(files: string[], labels: int[], decode: string -> byte[], shape: 
 [<RequireQualifiedAccess>]
 module ImageFolder =
 
-    /// <summary>The default options: images at their own size, no skipping, in memory up to 2 GiB.</summary>
+    /// <summary>The default options: images at their own size, no skipping, in memory when both splits decoded take at most 1.5 GiB.</summary>
     let defaultOptions =
-        { ImageSize = None; SkipUndecodable = false; InMemory = None; MemoryBudgetBytes = 2L * 1024L * 1024L * 1024L }
+        { ImageSize = None; SkipUndecodable = false; InMemory = None; MemoryBudgetBytes = 1536L * 1024L * 1024L }
 
     let private extensions = set [ ".jpg"; ".jpeg"; ".png" ]
 
@@ -162,7 +162,12 @@ module ImageFolder =
         let skipped = Collections.Concurrent.ConcurrentBag<string>()
         let build (entries: (string * int)[]) : ISplit * float[] * float[] =
             if inMemory then
-                let decoded = Array.zeroCreate<byte[]> entries.Length
+                if int64 entries.Length * imageBytes > int64 Array.MaxLength then
+                    DataFile.fail source
+                        $"{entries.Length} images of {imageBytes} bytes do not fit in one in-memory array: decode them on demand instead (--on-demand / InMemory = Some false)"
+                // Every image decoded straight into its slot of one array; failures kept by index.
+                let data = Array.zeroCreate<byte> (entries.Length * int imageBytes)
+                let ok = Array.zeroCreate<bool> entries.Length
                 let errors = Array.zeroCreate<exn> entries.Length
                 Parallel.For(
                     0,
@@ -170,7 +175,9 @@ module ImageFolder =
                     ParallelOptions(MaxDegreeOfParallelism = Environment.ProcessorCount),
                     fun i ->
                         try
-                            decoded[i] <- decodeOne (fst entries[i])
+                            let image = decodeOne (fst entries[i])
+                            Buffer.BlockCopy(image, 0, data, i * int imageBytes, int imageBytes)
+                            ok[i] <- true
                         with :? BakeException as e ->
                             if options.SkipUndecodable then skipped.Add(fst entries[i]) else errors[i] <- (e :> exn)
                 ) |> ignore
@@ -178,9 +185,14 @@ module ImageFolder =
                 match errors |> Array.tryFind (fun e -> not (isNull e)) with
                 | Some e -> raise e
                 | None -> ()
-                let kept = Array.zip entries decoded |> Array.filter (fun (_, d) -> not (isNull d))
-                let data = kept |> Array.map snd |> Array.concat
-                let labels = kept |> Array.map (fst >> snd)
+                let keptIndices = Array.init entries.Length id |> Array.filter (fun i -> ok[i])
+                let data =
+                    if keptIndices.Length = entries.Length then data
+                    else
+                        let compact = Array.zeroCreate<byte> (keptIndices.Length * int imageBytes)
+                        keptIndices |> Array.iteri (fun k i -> Buffer.BlockCopy(data, i * int imageBytes, compact, k * int imageBytes, int imageBytes))
+                        compact
+                let labels = keptIndices |> Array.map (fun i -> snd entries[i])
                 let images = DataFile.uint8Tensor data [| int64 labels.Length; int64 shape[0]; int64 shape[1]; int64 shape[2] |]
                 let mean, std = DatasetStats.meanStd images
                 (new InMemorySplit(images, labels) :> ISplit), mean, std

@@ -106,7 +106,7 @@ module internal Layers =
 /// of the state-dict keys ("0", "1", … for positional children, or "conv0", "norm0", … for named ones).</summary>
 /// <remarks>Unlike TorchSharp's <c>Sequential</c>, it never disposes a tensor that a module returned
 /// unchanged (in-place activations), and it returns a fresh handle even when it has no children.</remarks>
-type Chain(name: string, children: (string * torch.nn.Module<torch.Tensor, torch.Tensor>) list) as this =
+type internal Chain(name: string, children: (string * torch.nn.Module<torch.Tensor, torch.Tensor>) list) as this =
     inherit torch.nn.Module<torch.Tensor, torch.Tensor>(name)
     let layers = children |> List.map snd
     do
@@ -117,14 +117,11 @@ type Chain(name: string, children: (string * torch.nn.Module<torch.Tensor, torch
     new(name: string, children: torch.nn.Module<torch.Tensor, torch.Tensor> list) =
         new Chain(name, children |> List.mapi (fun index child -> string index, child))
 
-    /// <summary>The children in order.</summary>
-    member _.Children = layers
-
     override _.forward(input: torch.Tensor) : torch.Tensor = Layers.run layers input
 
 /// <summary>Element-wise activations as modules, so they appear as children like torchvision's (they hold no
 /// parameters). In-place variants are only used where the input is a fresh intermediate result.</summary>
-type Activation(kind: string, inplace: bool) =
+type internal Activation(kind: string, inplace: bool) =
     inherit torch.nn.Module<torch.Tensor, torch.Tensor>(kind)
 
     override _.forward(input: torch.Tensor) : torch.Tensor =
@@ -133,6 +130,50 @@ type Activation(kind: string, inplace: bool) =
         | "ReLU6" -> torch.nn.functional.relu6 (input, inplace)
         | "SiLU" -> torch.nn.functional.silu (input, inplace)
         | other -> invalidOp $"unknown activation {other}"
+
+/// <summary>Registers named children in order.</summary>
+module internal Children =
+
+    let register (owner: torch.nn.Module) (children: (string * torch.nn.Module) list) =
+        for name, child in children do
+            owner.register_module (name, child)
+
+/// <summary>The body of a classifier: top-level modules run in order (their names are the first segment of the
+/// state-dict keys), ending in N×Width×H×W maps.</summary>
+[<NoComparison; NoEquality>]
+type internal Trunk =
+    { Layers: (string * torch.nn.Module<torch.Tensor, torch.Tensor>) list
+      Width: int64 }
+
+/// <summary>Heads: pooled features (N×width) to logits (N×classes).</summary>
+module internal Heads =
+
+    let linear (width: int64) (classes: int64) : torch.nn.Module<torch.Tensor, torch.Tensor> = torch.nn.Linear(width, classes)
+
+    /// <summary>torchvision's MobileNet/EfficientNet classifier: "0" Dropout (not in place: the features are the
+    /// caller's), "1" Linear.</summary>
+    let dropoutLinear (probability: float) (width: int64) (classes: int64) : torch.nn.Module<torch.Tensor, torch.Tensor> =
+        new Chain("classifier", [ torch.nn.Dropout(probability) :> torch.nn.Module<_, _>; torch.nn.Linear(width, classes) ])
+
+/// <summary>The layout every Bake model shares: a trunk of named top-level modules, global average pooling of its
+/// last maps to the features, and a head (named as in the reference implementation) to the logits.</summary>
+type PooledClassifier internal (name: string, trunk: Trunk, headName: string, head: int64 -> int64 -> torch.nn.Module<torch.Tensor, torch.Tensor>, classes: int64) as this =
+    inherit Classifier(name)
+    let layers = trunk.Layers |> List.map snd
+    let headModule = head trunk.Width classes
+
+    do
+        Children.register this [ for childName, child in trunk.Layers -> childName, child :> torch.nn.Module ]
+        this.register_module (headName, headModule)
+
+    override _.FeatureSize = trunk.Width
+    override _.Classes = classes
+
+    override _.Features(images: torch.Tensor) =
+        use maps = Layers.run layers images
+        Layers.globalAveragePool maps
+
+    override _.Head(features: torch.Tensor) = headModule.call features
 
 /// <summary>Weight initialisations of the reference implementations, applied in place under no-grad.</summary>
 module internal Init =

@@ -11,16 +11,12 @@ type internal DenseLayer(inputs: int64, growth: int64, bottleneckWidth: int64) a
     let norm2 = torch.nn.BatchNorm2d(bottleneckWidth * growth)
     let conv2 = Layers.conv (bottleneckWidth * growth) growth 3L 1L 1L
 
-    do
-        this.register_module ("norm1", norm1)
-        this.register_module ("conv1", conv1)
-        this.register_module ("norm2", norm2)
-        this.register_module ("conv2", conv2)
+    do Children.register this [ "norm1", norm1; "conv1", conv1; "norm2", norm2; "conv2", conv2 ]
 
     override _.forward(x: torch.Tensor) =
-        use a = torch.nn.functional.relu (norm1.call x, true)
+        use a = (norm1.call x).relu_ ()
         use b = conv1.call a
-        use c = torch.nn.functional.relu (norm2.call b, true)
+        use c = (norm2.call b).relu_ ()
         conv2.call c
 
 /// <summary>torchvision's <c>_DenseBlock</c> (children <c>denselayer1</c>…): each layer sees the concatenation of
@@ -44,15 +40,11 @@ type internal DenseBlock(inputs: int64, layers: int, growth: int64, bottleneckWi
             all <- next
         all
 
-/// <summary>torchvision's DenseNet-121 (growth 32, blocks 6-12-24-16, 64 initial features, bn_size 4): <c>features</c>
-/// = conv0 (7×7/2) norm0 relu0 pool0 (3×3/2 max), dense blocks with transitions (norm, relu, 1×1 conv halving the
-/// channels, 2×2 average pool), norm5; then ReLU and global average pooling to the 1024-d feature; <c>classifier</c>
-/// = Linear(1024, K). torchvision's initialisation (Kaiming normal fan-in convs, BN 1/0, Linear bias 0).</summary>
-/// <remarks>State-dict keys equal torchvision's (<c>features.conv0</c>, <c>features.denseblock1.denselayer1.norm1</c>,
-/// <c>features.transition1.conv</c>, <c>features.norm5</c>, <c>classifier</c>). Needs images of at least 32×32.</remarks>
-type DenseNet(name: string, blocks: int list, growth: int64, initialFeatures: int64, bottleneckWidth: int64, classes: int64, channels: int64) as this =
-    inherit Classifier(name)
-    let features, featureSize =
+module internal DenseNetLayers =
+
+    /// <summary><c>features</c> = conv0 (7×7/2) norm0 relu0 pool0 (3×3/2 max), dense blocks with transitions (norm,
+    /// relu, 1×1 conv halving the channels, 2×2 average pool), norm5; then a ReLU (torchvision's forward applies it).</summary>
+    let trunk (blocks: int list) (growth: int64) (initialFeatures: int64) (bottleneckWidth: int64) (channels: int64) : Trunk =
         let children = ResizeArray<string * torch.nn.Module<torch.Tensor, torch.Tensor>>()
         children.Add("conv0", torch.nn.Conv2d(channels, initialFeatures, 7L, stride = 2L, padding = 3L, bias = false))
         children.Add("norm0", torch.nn.BatchNorm2d initialFeatures)
@@ -75,22 +67,19 @@ type DenseNet(name: string, blocks: int list, growth: int64, initialFeatures: in
                 children.Add($"transition{index + 1}", transition)
                 planes <- planes / 2L
         children.Add("norm5", torch.nn.BatchNorm2d planes)
-        new Chain("features", List.ofSeq children), planes
-    let classifier = torch.nn.Linear(featureSize, classes)
+        { Layers = [ "features", new Chain("features", List.ofSeq children); "relu", new Activation("ReLU", true) ]
+          Width = planes }
+
+/// <summary>torchvision's DenseNet (DenseNet-121: growth 32, blocks 6-12-24-16, 64 initial features, bn_size 4):
+/// <c>features</c> (stem, dense blocks, transitions, norm5), ReLU, global average pooling to the feature (1024 for
+/// DenseNet-121); <c>classifier</c> = Linear(·, K). torchvision's initialisation (Kaiming normal fan-in convs, BN
+/// 1/0, Linear bias 0).</summary>
+/// <remarks>State-dict keys equal torchvision's (<c>features.conv0</c>, <c>features.denseblock1.denselayer1.norm1</c>,
+/// <c>features.transition1.conv</c>, <c>features.norm5</c>, <c>classifier</c>). Needs images of at least 32×32.</remarks>
+type DenseNet(name: string, blocks: int list, growth: int64, initialFeatures: int64, bottleneckWidth: int64, classes: int64, channels: int64) as this =
+    inherit PooledClassifier(name, DenseNetLayers.trunk blocks growth initialFeatures bottleneckWidth channels, "classifier", Heads.linear, classes)
 
     do
-        this.register_module ("features", features)
-        this.register_module ("classifier", classifier)
         Init.kaimingFanIn this
         Init.batchNormUnit this
         Init.linear ignore this
-
-    override _.FeatureSize = featureSize
-    override _.Classes = classes
-
-    override _.Features(images: torch.Tensor) =
-        use maps = features.call images
-        use activated = torch.nn.functional.relu maps
-        Layers.globalAveragePool activated
-
-    override _.Head(x: torch.Tensor) = classifier.call x

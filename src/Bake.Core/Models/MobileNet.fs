@@ -50,42 +50,6 @@ type internal InvertedResidual(inputs: int64, outputs: int64, stride: int64, exp
         let out = conv.call x
         if residual then out.add_ x else out
 
-/// <summary>torchvision's MobileNetV2 (width 1.0): <c>features</c> = "0" 3×3/2 ConvBNReLU6 (32), "1"…"17"
-/// inverted residuals (t,c,n,s = 1,16,1,1 · 6,24,2,2 · 6,32,3,2 · 6,64,4,2 · 6,96,3,1 · 6,160,3,2 · 6,320,1,1),
-/// "18" 1×1 ConvBNReLU6 (1280); global average pooling to the 1280-d feature; <c>classifier</c> = "0" Dropout(0.2),
-/// "1" Linear(1280, K). torchvision's initialisation (Kaiming normal fan-out convs, BN 1/0, Linear N(0, 0.01), biases 0).</summary>
-type MobileNetV2(name: string, classes: int64, channels: int64) as this =
-    inherit Classifier(name)
-    let settings = [ 1L, 16L, 1, 1L; 6L, 24L, 2, 2L; 6L, 32L, 3, 2L; 6L, 64L, 4, 2L; 6L, 96L, 3, 1L; 6L, 160L, 3, 2L; 6L, 320L, 1, 1L ]
-    let featureSize = 1280L
-    let features =
-        let layers = ResizeArray<torch.nn.Module<torch.Tensor, torch.Tensor>>()
-        layers.Add(MobileBlocks.convNormActivation channels 32L 3L 2L 1L (Some "ReLU6"))
-        let mutable inputs = 32L
-        for expansion, outputs, repeats, stride in settings do
-            for index in 0 .. repeats - 1 do
-                layers.Add(new InvertedResidual(inputs, outputs, (if index = 0 then stride else 1L), expansion))
-                inputs <- outputs
-        layers.Add(MobileBlocks.convNormActivation inputs featureSize 1L 1L 1L (Some "ReLU6"))
-        new Chain("features", List.ofSeq layers)
-    let classifier = new Chain("classifier", [ torch.nn.Dropout(0.2) :> torch.nn.Module<_, _>; torch.nn.Linear(featureSize, classes) ])
-
-    do
-        this.register_module ("features", features)
-        this.register_module ("classifier", classifier)
-        Init.kaimingFanOut this
-        Init.batchNormUnit this
-        Init.linear (fun fc -> torch.nn.init.normal_ (fc.weight, 0.0, 0.01) |> ignore) this
-
-    override _.FeatureSize = featureSize
-    override _.Classes = classes
-
-    override _.Features(images: torch.Tensor) =
-        use maps = features.call images
-        Layers.globalAveragePool maps
-
-    override _.Head(x: torch.Tensor) = classifier.call x
-
 /// <summary>torchvision's <c>SqueezeExcitation</c>: <c>x · sigmoid(fc2(SiLU(fc1(avgpool x))))</c>, fc1/fc2 1×1
 /// convs with bias.</summary>
 type internal SqueezeExcitation(channels: int64, squeezed: int64) as this =
@@ -93,9 +57,7 @@ type internal SqueezeExcitation(channels: int64, squeezed: int64) as this =
     let fc1 = torch.nn.Conv2d(channels, squeezed, 1L)
     let fc2 = torch.nn.Conv2d(squeezed, channels, 1L)
 
-    do
-        this.register_module ("fc1", fc1)
-        this.register_module ("fc2", fc2)
+    do Children.register this [ "fc1", fc1; "fc2", fc2 ]
 
     override _.forward(x: torch.Tensor) =
         use pooled = torch.nn.functional.adaptive_avg_pool2d (x, 1L)
@@ -131,17 +93,39 @@ type internal MBConv(inputs: int64, outputs: int64, kernel: int64, stride: int64
         else
             block.call x
 
-/// <summary>torchvision's EfficientNet-B0: <c>features</c> = "0" 3×3/2 ConvBNSiLU (32), "1"…"7" MBConv stages
-/// (expansion, kernel, stride, out, repeats = 1,3,1,16,1 · 6,3,2,24,2 · 6,5,2,40,2 · 6,3,2,80,3 · 6,5,1,112,3 ·
-/// 6,5,2,192,4 · 6,3,1,320,1; stochastic depth 0.2 · block/16), "8" 1×1 ConvBNSiLU (1280); global average pooling to
-/// the 1280-d feature; <c>classifier</c> = "0" Dropout(0.2), "1" Linear(1280, K). torchvision's initialisation
-/// (Kaiming normal fan-out convs, biases 0, BN 1/0, Linear U(±1/√K)).</summary>
-type EfficientNetB0(name: string, classes: int64, channels: int64) as this =
-    inherit Classifier(name)
-    let settings = [ 1L, 3L, 1L, 16L, 1; 6L, 3L, 2L, 24L, 2; 6L, 5L, 2L, 40L, 2; 6L, 3L, 2L, 80L, 3; 6L, 5L, 1L, 112L, 3; 6L, 5L, 2L, 192L, 4; 6L, 3L, 1L, 320L, 1 ]
-    let stochasticDepth = 0.2
-    let featureSize = 1280L
-    let features =
+module internal MobileNetLayers =
+
+    /// <summary><c>features</c> = "0" 3×3/2 ConvBNReLU6 (32), "1"…"17" inverted residuals, "18" 1×1 ConvBNReLU6 (1280).</summary>
+    let mobileNetV2 (channels: int64) : Trunk =
+        let settings = [ 1L, 16L, 1, 1L; 6L, 24L, 2, 2L; 6L, 32L, 3, 2L; 6L, 64L, 4, 2L; 6L, 96L, 3, 1L; 6L, 160L, 3, 2L; 6L, 320L, 1, 1L ]
+        let layers = ResizeArray<torch.nn.Module<torch.Tensor, torch.Tensor>>()
+        layers.Add(MobileBlocks.convNormActivation channels 32L 3L 2L 1L (Some "ReLU6"))
+        let mutable inputs = 32L
+        for expansion, outputs, repeats, stride in settings do
+            for index in 0 .. repeats - 1 do
+                layers.Add(new InvertedResidual(inputs, outputs, (if index = 0 then stride else 1L), expansion))
+                inputs <- outputs
+        layers.Add(MobileBlocks.convNormActivation inputs 1280L 1L 1L 1L (Some "ReLU6"))
+        { Layers = [ "features", new Chain("features", List.ofSeq layers) ]; Width = 1280L }
+
+/// <summary>torchvision's MobileNetV2 (width 1.0): <c>features</c> = "0" 3×3/2 ConvBNReLU6 (32), "1"…"17"
+/// inverted residuals (t,c,n,s = 1,16,1,1 · 6,24,2,2 · 6,32,3,2 · 6,64,4,2 · 6,96,3,1 · 6,160,3,2 · 6,320,1,1),
+/// "18" 1×1 ConvBNReLU6 (1280); global average pooling to the 1280-d feature; <c>classifier</c> = "0" Dropout(0.2),
+/// "1" Linear(1280, K). torchvision's initialisation (Kaiming normal fan-out convs, BN 1/0, Linear N(0, 0.01), biases 0).</summary>
+type MobileNetV2(name: string, classes: int64, channels: int64) as this =
+    inherit PooledClassifier(name, MobileNetLayers.mobileNetV2 channels, "classifier", Heads.dropoutLinear 0.2, classes)
+
+    do
+        Init.kaimingFanOut this
+        Init.batchNormUnit this
+        Init.linear (fun fc -> torch.nn.init.normal_ (fc.weight, 0.0, 0.01) |> ignore) this
+
+module internal EfficientNetLayers =
+
+    /// <summary><c>features</c> = "0" 3×3/2 ConvBNSiLU (32), "1"…"7" MBConv stages, "8" 1×1 ConvBNSiLU (1280).</summary>
+    let b0 (channels: int64) : Trunk =
+        let settings = [ 1L, 3L, 1L, 16L, 1; 6L, 3L, 2L, 24L, 2; 6L, 5L, 2L, 40L, 2; 6L, 3L, 2L, 80L, 3; 6L, 5L, 1L, 112L, 3; 6L, 5L, 2L, 192L, 4; 6L, 3L, 1L, 320L, 1 ]
+        let stochasticDepth = 0.2
         let totalBlocks = settings |> List.sumBy (fun (_, _, _, _, repeats) -> repeats)
         let layers = ResizeArray<torch.nn.Module<torch.Tensor, torch.Tensor>>()
         layers.Add(MobileBlocks.convNormActivation channels 32L 3L 2L 1L (Some "SiLU"))
@@ -155,23 +139,19 @@ type EfficientNetB0(name: string, classes: int64, channels: int64) as this =
                 inputs <- outputs
                 blockIndex <- blockIndex + 1
             layers.Add(new Chain("stage", List.ofSeq stage))
-        layers.Add(MobileBlocks.convNormActivation inputs featureSize 1L 1L 1L (Some "SiLU"))
-        new Chain("features", List.ofSeq layers)
-    let classifier = new Chain("classifier", [ torch.nn.Dropout(0.2) :> torch.nn.Module<_, _>; torch.nn.Linear(featureSize, classes) ])
+        layers.Add(MobileBlocks.convNormActivation inputs 1280L 1L 1L 1L (Some "SiLU"))
+        { Layers = [ "features", new Chain("features", List.ofSeq layers) ]; Width = 1280L }
+
+/// <summary>torchvision's EfficientNet-B0: <c>features</c> = "0" 3×3/2 ConvBNSiLU (32), "1"…"7" MBConv stages
+/// (expansion, kernel, stride, out, repeats = 1,3,1,16,1 · 6,3,2,24,2 · 6,5,2,40,2 · 6,3,2,80,3 · 6,5,1,112,3 ·
+/// 6,5,2,192,4 · 6,3,1,320,1; stochastic depth 0.2 · block/16), "8" 1×1 ConvBNSiLU (1280); global average pooling to
+/// the 1280-d feature; <c>classifier</c> = "0" Dropout(0.2), "1" Linear(1280, K). torchvision's initialisation
+/// (Kaiming normal fan-out convs, biases 0, BN 1/0, Linear U(±1/√K)).</summary>
+type EfficientNetB0(name: string, classes: int64, channels: int64) as this =
+    inherit PooledClassifier(name, EfficientNetLayers.b0 channels, "classifier", Heads.dropoutLinear 0.2, classes)
 
     do
-        this.register_module ("features", features)
-        this.register_module ("classifier", classifier)
         Init.kaimingFanOut this
         Init.batchNormUnit this
         let range = 1.0 / Math.Sqrt(float classes)
         Init.linear (fun fc -> torch.nn.init.uniform_ (fc.weight, -range, range) |> ignore) this
-
-    override _.FeatureSize = featureSize
-    override _.Classes = classes
-
-    override _.Features(images: torch.Tensor) =
-        use maps = features.call images
-        Layers.globalAveragePool maps
-
-    override _.Head(x: torch.Tensor) = classifier.call x

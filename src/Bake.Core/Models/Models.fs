@@ -19,48 +19,32 @@ type internal ModelEntry =
 [<RequireQualifiedAccess>]
 module Models =
 
+    let private entry name minImageSize summary (build: string -> int64 -> int64 -> Classifier) =
+        { Name = name; Summary = summary; MinImageSize = minImageSize; Build = build }
+
     let private entries: ModelEntry list =
-        let resnet name block depths groups width =
-            { Name = name
-              Summary = $"torchvision {name}, ImageNet stem"
-              MinImageSize = 1
-              Build = fun n classes channels -> new ResNet(n, block, depths, groups, width, classes, channels) }
-        [ { Name = "cnn"
-            Summary = "small CNN for CPU experiments: 3 blocks of 2×(conv3×3-BN-ReLU) + max pool (32-64-128), GAP, linear (default)"
-            MinImageSize = 8
-            Build = fun n classes channels -> new SmallCnn(n, [ 32L; 64L; 128L ], 2, classes, channels) }
-          { Name = "cnn-tiny"
-            Summary = "tiny CNN for tests: 2 blocks of conv3×3-BN-ReLU + max pool (8-16), GAP, linear"
-            MinImageSize = 4
-            Build = fun n classes channels -> new SmallCnn(n, [ 8L; 16L ], 1, classes, channels) }
-          { Name = "preact-resnet18"
-            Summary = "CIFAR PreAct ResNet-18 of the official small-scale code (REFERENCE.md §5.1)"
-            MinImageSize = 1
-            Build = fun n classes channels -> new CifarPreActResNet18(n, classes, channels) }
-          { Name = "cifar-densenet121"
-            Summary = "CIFAR DenseNet-121 of the official small-scale code (REFERENCE.md §5.2)"
-            MinImageSize = 8
-            Build = fun n classes channels -> new CifarDenseNet121(n, classes, channels) }
-          resnet "resnet18" Basic [ 2; 2; 2; 2 ] 1L 64L
-          resnet "resnet34" Basic [ 3; 4; 6; 3 ] 1L 64L
-          resnet "resnet50" Bottleneck [ 3; 4; 6; 3 ] 1L 64L
-          resnet "resnet101" Bottleneck [ 3; 4; 23; 3 ] 1L 64L
-          resnet "resnet152" Bottleneck [ 3; 8; 36; 3 ] 1L 64L
-          resnet "resnext50-32x4d" Bottleneck [ 3; 4; 6; 3 ] 32L 4L
-          resnet "resnext101-32x4d" Bottleneck [ 3; 4; 23; 3 ] 32L 4L
-          resnet "resnext152-32x4d" Bottleneck [ 3; 8; 36; 3 ] 32L 4L
-          { Name = "densenet121"
-            Summary = "torchvision densenet121"
-            MinImageSize = 32
-            Build = fun n classes channels -> new DenseNet(n, [ 6; 12; 24; 16 ], 32L, 64L, 4L, classes, channels) }
-          { Name = "mobilenetv2"
-            Summary = "torchvision mobilenet_v2 (width 1.0)"
-            MinImageSize = 1
-            Build = fun n classes channels -> new MobileNetV2(n, classes, channels) }
-          { Name = "efficientnet-b0"
-            Summary = "torchvision efficientnet_b0"
-            MinImageSize = 1
-            Build = fun n classes channels -> new EfficientNetB0(n, classes, channels) } ]
+        let resnet name block depths groups width summary =
+            entry name 1 summary (fun n classes channels -> new ResNet(n, block, depths, groups, width, classes, channels))
+        [ entry "cnn" 8 "small CNN for CPU experiments (default): 3 × (conv3×3-BN-ReLU, 2×2 max pool), widths 32-64-128, global average pool, linear"
+              (fun n classes channels -> new SmallCnn(n, [ 32L; 64L; 128L ], 1, classes, channels))
+          entry "cnn-tiny" 4 "tiny CNN for tests: 2 × (conv3×3-BN-ReLU, 2×2 max pool), widths 8-16, global average pool, linear"
+              (fun n classes channels -> new SmallCnn(n, [ 8L; 16L ], 1, classes, channels))
+          entry "preact-resnet18" 1 "CIFAR PreAct ResNet-18 of the official small-scale code (REFERENCE.md §5.1)"
+              (fun n classes channels -> new CifarPreActResNet18(n, classes, channels))
+          entry "cifar-densenet121" 8 "CIFAR DenseNet-121 of the official small-scale code (REFERENCE.md §5.2)"
+              (fun n classes channels -> new CifarDenseNet121(n, classes, channels))
+          resnet "resnet18" Basic [ 2; 2; 2; 2 ] 1L 64L "torchvision resnet18"
+          resnet "resnet34" Basic [ 3; 4; 6; 3 ] 1L 64L "torchvision resnet34"
+          resnet "resnet50" Bottleneck [ 3; 4; 6; 3 ] 1L 64L "torchvision resnet50"
+          resnet "resnet101" Bottleneck [ 3; 4; 23; 3 ] 1L 64L "torchvision resnet101"
+          resnet "resnet152" Bottleneck [ 3; 8; 36; 3 ] 1L 64L "torchvision resnet152"
+          resnet "resnext50-32x4d" Bottleneck [ 3; 4; 6; 3 ] 32L 4L "torchvision resnext50_32x4d"
+          resnet "resnext101-32x4d" Bottleneck [ 3; 4; 23; 3 ] 32L 4L "ResNeXt-101 32×4d (torchvision's ResNet class, groups 32, width 4)"
+          resnet "resnext152-32x4d" Bottleneck [ 3; 8; 36; 3 ] 32L 4L "ResNeXt-152 32×4d (the official BAKE-X-152 config; torchvision's ResNet class)"
+          entry "densenet121" 32 "torchvision densenet121"
+              (fun n classes channels -> new DenseNet(n, [ 6; 12; 24; 16 ], 32L, 64L, 4L, classes, channels))
+          entry "mobilenetv2" 1 "torchvision mobilenet_v2 (width 1.0)" (fun n classes channels -> new MobileNetV2(n, classes, channels))
+          entry "efficientnet-b0" 1 "torchvision efficientnet_b0" (fun n classes channels -> new EfficientNetB0(n, classes, channels)) ]
 
     /// <summary>The registered names, in the order of <c>bake models</c>' listing.</summary>
     let names: string list = entries |> List.map (fun entry -> entry.Name)

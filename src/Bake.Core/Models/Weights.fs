@@ -156,40 +156,48 @@ module Weights =
             raise (BakeException($"{path} holds no tensors: it is neither a state dict nor a checkpoint with 'model_state' or 'state_dict' (keys: {preview (Seq.sort others)})"))
         tensors
 
+    /// <summary>The tensors of a weights file, by the file's own keys.</summary>
+    let private readTensors (full: string) (extension: string) : Dictionary<string, torch.Tensor> =
+        try
+            match extension with
+            | ".safetensors" ->
+                use stream = File.OpenRead full
+                Safetensors.LoadStateDict(stream, false)
+            | ".pth" | ".pt" | ".pyth" | ".bin" ->
+                use stream = File.OpenRead full
+                let head = Array.zeroCreate<byte> 2
+                let count = stream.Read(head, 0, 2)
+                stream.Position <- 0L
+                if count = 2 && head[0] = 0x80uy then
+                    // A pickle protocol header: torch.save's legacy (non-zip) format.
+                    raise (BakeException($"{full} is in torch.save's legacy format (PyTorch < 1.6 or _use_new_zipfile_serialization=False), which Bake cannot read; re-save it with torch.save in a current PyTorch"))
+                if count < 2 || head[0] <> byte 'P' || head[1] <> byte 'K' then
+                    raise (BakeException($"{full} is not a readable PyTorch (torch.save zip) weights file: it does not start with a zip header"))
+                stateDictOf full (PyTorchUnpickler.UnpickleStateDict(stream, false))
+            | other -> raise (BakeException($"{full}: unknown weights format '{other}' (expected .safetensors, .pth, .pt, .pyth or .bin)"))
+        with
+        | :? BakeException -> reraise ()
+        | e ->
+            let kind = if extension = ".safetensors" then "safetensors" else "PyTorch (torch.save zip)"
+            raise (BakeException($"{full} is not a readable {kind} weights file (truncated or corrupt?): {e.Message}", e))
+
     /// <summary>Reads the tensors of a weights file: <c>.safetensors</c>, or <c>.pth</c>/<c>.pt</c>/<c>.pyth</c>/<c>.bin</c>
     /// (a <c>torch.save</c> state dict, or a pycls/BAKE checkpoint <c>{model_state, …}</c> or one with
     /// <c>state_dict</c>). A leading <c>module.</c> (DataParallel/DDP) is stripped from every key.</summary>
-    /// <returns>Fresh CPU tensors by key, owned by the caller.</returns>
+    /// <returns>Fresh CPU tensors by key, owned by the caller. Every other tensor in the file (e.g. a checkpoint's
+    /// optimizer state) is freed before this returns.</returns>
     /// <exception cref="T:Bake.Core.BakeException">The file is missing, unreadable, of an unknown kind or corrupt.</exception>
     [<CompiledName("Read")>]
     let read (path: string) : Dictionary<string, torch.Tensor> =
         let full = Path.GetFullPath path
         if not (File.Exists full) then raise (BakeException($"weights file not found: {full}"))
-        let extension = Path.GetExtension(full).ToLowerInvariant()
         let raw =
-            try
-                match extension with
-                | ".safetensors" ->
-                    use stream = File.OpenRead full
-                    Safetensors.LoadStateDict(stream, false)
-                | ".pth" | ".pt" | ".pyth" | ".bin" ->
-                    use stream = File.OpenRead full
-                    let head = Array.zeroCreate<byte> 2
-                    let count = stream.Read(head, 0, 2)
-                    stream.Position <- 0L
-                    if count = 2 && head[0] = 0x80uy then
-                        // A pickle protocol header: torch.save's legacy (non-zip) format.
-                        raise (BakeException($"{full} is in torch.save's legacy format (PyTorch < 1.6 or _use_new_zipfile_serialization=False), which Bake cannot read; re-save it with torch.save in a current PyTorch"))
-                    if count < 2 || head[0] <> byte 'P' || head[1] <> byte 'K' then
-                        raise (BakeException($"{full} is not a readable PyTorch (torch.save zip) weights file: it does not start with a zip header"))
-                    stateDictOf full (PyTorchUnpickler.UnpickleStateDict(stream, false))
-                | other ->
-                    raise (BakeException($"{full}: unknown weights format '{other}' (expected .safetensors, .pth, .pt, .pyth or .bin)"))
-            with
-            | :? BakeException -> reraise ()
-            | e ->
-                let kind = if extension = ".safetensors" then "safetensors" else "PyTorch (torch.save zip)"
-                raise (BakeException($"{full} is not a readable {kind} weights file (truncated or corrupt?): {e.Message}", e))
+            // The readers' other tensors and temporaries are freed with this scope; the state dict moves out.
+            use _ = torch.NewDisposeScope()
+            let tensors = readTensors full (Path.GetExtension(full).ToLowerInvariant())
+            for tensor in tensors.Values do
+                tensor.MoveToOuterDisposeScope() |> ignore
+            tensors
         let stripped = Dictionary<string, torch.Tensor>()
         for KeyValue(key, tensor) in raw do
             let name = if key.StartsWith("module.", StringComparison.Ordinal) then key.Substring 7 else key

@@ -169,6 +169,31 @@ module Plots =
         plot.ShowLegend Alignment.LowerRight |> ignore
         save plot outPath
 
+    let private requirePng (outPath: string) =
+        if not (String.Equals(Path.GetExtension outPath, ".png", StringComparison.OrdinalIgnoreCase)) then
+            raise (UsageException $"{outPath}: figures are PNG files: expected a path ending in .png")
+
+    /// <summary>A line figure of several series, each with optional ± error bars (e.g. mean ± std over seeds).</summary>
+    /// <param name="title">Figure title.</param>
+    /// <param name="xLabel">x-axis label.</param>
+    /// <param name="yLabel">y-axis label.</param>
+    /// <param name="series">(legend, x values, y values, error half-widths or an empty array).</param>
+    /// <param name="outPath">The PNG to write (atomically).</param>
+    [<CompiledName("Lines")>]
+    let lines (title: string, xLabel: string, yLabel: string, series: (string * float[] * float[] * float[]) list, outPath: string) : unit =
+        requirePng outPath
+        use plot = newPlot title xLabel yLabel
+        let palette = Palettes.Category10()
+        series
+        |> List.iteri (fun i (label, xs, ys, errors) ->
+            let color = palette.GetColor i
+            curve plot xs ys label color false 2.0f |> ignore
+            if errors.Length = xs.Length && xs.Length > 0 then
+                let bars = plot.Add.ErrorBar(xs, ys, errors)
+                bars.Color <- color)
+        plot.ShowLegend Alignment.LowerRight |> ignore
+        save plot outPath
+
     /// <summary>Reads <c>runDir/summary.csv</c> and writes <c>runDir/loss.png</c> and <c>runDir/accuracy.png</c>.</summary>
     /// <returns>The two paths written.</returns>
     /// <exception cref="T:Bake.Core.BakeException">The summary is missing or malformed (see
@@ -181,10 +206,6 @@ module Plots =
         lossFigure (summary, loss)
         accuracyFigure (summary, accuracy)
         [| loss; accuracy |]
-
-    let private requirePng (outPath: string) =
-        if not (String.Equals(Path.GetExtension outPath, ".png", StringComparison.OrdinalIgnoreCase)) then
-            raise (UsageException $"{outPath}: figures are PNG files: expected a path ending in .png")
 
     /// <summary>Overlays several runs' test top-1 (solid) and train top-1 (dashed, same colour) per epoch in one
     /// figure; the legend names each run by its folder name.</summary>

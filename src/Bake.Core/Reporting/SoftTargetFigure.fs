@@ -100,7 +100,7 @@ module SoftTargetFigure =
             BakeOptions.Default, 1, 128, None, None, $"the paper's defaults (no {configPath})"
 
     /// <summary>Samples one BAKE batch of a checkpoint's training data and computes the soft targets of its images.</summary>
-    /// <param name="path">A checkpoint folder or a run directory (its best checkpoint, else its last).</param>
+    /// <param name="path">A checkpoint folder or a run directory (its last checkpoint: the final model).</param>
     /// <param name="datasetSpec">The dataset to sample from; None: the run's TRAIN.DATASET.</param>
     /// <param name="count">How many images of the batch to show (its first anchors, in the sampler's random order).</param>
     /// <param name="seed">Seeds the sampler (epoch 0).</param>
@@ -109,7 +109,7 @@ module SoftTargetFigure =
     [<CompiledName("Compute")>]
     let compute (path: string, datasetSpec: string option, count: int, seed: int) : SoftTargetSample =
         if count < 1 then raise (UsageException $"--count {count}: expected at least 1 image")
-        let checkpoint = Checkpoints.find path
+        let checkpoint = Checkpoints.ofPath path
         let options, m, batchSize, runDataset, format, source = runSettings checkpoint
         let spec =
             match datasetSpec |> Option.orElse runDataset with

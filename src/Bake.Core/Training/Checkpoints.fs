@@ -140,6 +140,15 @@ module Checkpoints =
                 Some(Path.Combine(folder path, name))
             else None
 
+    /// <summary>The checkpoint folder meant by a path: the folder itself, or for a run directory its last checkpoint
+    /// (the final model of a finished run; pass <c>checkpoints/&lt;folder&gt;</c> for another one).</summary>
+    /// <exception cref="T:Bake.Core.BakeException">There is no checkpoint there.</exception>
+    [<CompiledName("OfPath")>]
+    let ofPath (path: string) : string =
+        match resolve (path, "last") with
+        | Some checkpoint -> checkpoint
+        | None -> raise (BakeException $"{path}: no Bake checkpoint (expected a checkpoint folder with state.json or a run directory with checkpoints/last.json)")
+
     /// <summary>Reads a checkpoint's state.</summary>
     [<CompiledName("ReadState")>]
     let readState (checkpoint: string) : CheckpointState =
@@ -156,16 +165,6 @@ module Checkpoints =
     let load (checkpoint: string, model: Classifier, optimizer: torch.optim.Optimizer option) : unit =
         Weights.load (model, Path.Combine(checkpoint, "model.safetensors"))
         optimizer |> Option.iter (fun o -> (o :?> TorchSharp.Modules.OptimizerHelper).load_state_dict (Path.Combine(checkpoint, "optimizer.bin")))
-
-    /// <summary>The checkpoint a user means by a path: a checkpoint folder itself, or a run directory's best
-    /// checkpoint, else its last.</summary>
-    /// <exception cref="T:Bake.Core.BakeException">Neither is there; the message names the path and what was expected.</exception>
-    [<CompiledName("Find")>]
-    let find (path: string) : string =
-        match resolve (path, "best") |> Option.orElse (resolve (path, "last")) with
-        | Some checkpoint -> checkpoint
-        | None ->
-            raise (BakeException $"{path}: no Bake checkpoint (expected a checkpoint folder with state.json or a run directory with checkpoints/last.json)")
 
     /// <summary>The run directory a checkpoint folder belongs to (<c>runDir/checkpoints/&lt;name&gt;</c>).</summary>
     [<CompiledName("RunDirectory")>]
@@ -188,7 +187,7 @@ module Checkpoints =
 
     /// <summary>Writes a checkpoint's weights (state dict, torchvision names) for PyTorch or any safetensors reader,
     /// atomically.</summary>
-    /// <param name="path">A checkpoint folder or a run directory (its best checkpoint, else its last).</param>
+    /// <param name="path">A checkpoint folder or a run directory (its last checkpoint, see <see cref="M:Bake.Core.Checkpoints.OfPath(System.String)"/>).</param>
     /// <param name="format"><c>safetensors</c> or <c>pth</c> (a <c>torch.save</c> state dict).</param>
     /// <param name="out">The file to write; None: <c>&lt;model&gt;-&lt;checkpoint&gt;.&lt;format&gt;</c> in the current
     /// directory.</param>
@@ -209,7 +208,7 @@ module Checkpoints =
             if not (List.contains extension extensions) then
                 let expected = String.Join(" or ", extensions)
                 raise (UsageException $"--out {file}: a {format} file should end in {expected}"))
-        let checkpoint = find path
+        let checkpoint = ofPath path
         let state, model = loadModel checkpoint
         use model = model
         let target =

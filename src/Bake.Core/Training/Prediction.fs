@@ -40,12 +40,12 @@ module Prediction =
     /// <summary>Images per forward pass when classifying many files.</summary>
     let private chunk = 64
 
-    /// <summary>Loads a checkpoint folder, or a run directory's best checkpoint (else its last), for prediction.</summary>
+    /// <summary>Loads a checkpoint folder, or a run directory's last checkpoint (its final model), for prediction.</summary>
     /// <exception cref="T:Bake.Core.BakeException">No checkpoint there, or it cannot be read.</exception>
     [<CompiledName("Load")>]
     let load (path: string) : Predictor =
         if isNull path then nullArg "path"
-        let checkpoint = Checkpoints.find path
+        let checkpoint = Checkpoints.ofPath path
         let state, model = Checkpoints.loadModel checkpoint
         new Predictor(checkpoint, state, model)
 

@@ -40,7 +40,16 @@ module Trainer =
 
     /// <summary>The soft-target/term loss of one batch for the method, plus the logits used for training accuracy
     /// and the labels they belong to.</summary>
-    let private batchLoss (settings: TrainingSettings) (model: Classifier) (images: torch.Tensor) (labels: torch.Tensor) : Loss * torch.Tensor * torch.Tensor =
+    let private batchLoss (settings: TrainingSettings) (model: Classifier) (images: torch.Tensor) (labels: torch.Tensor) (mixedTargets: torch.Tensor option) : Loss * torch.Tensor * torch.Tensor =
+        match settings.Method, mixedTargets with
+        | Bake options, Some targets ->
+            // CutMix: soft CE on the mixed labels; the BAKE targets come from the mixed images (REFERENCE.md §2.2).
+            let output = Classifier.featuresAndLogits (model, images)
+            Losses.bakeSoftLabels (output.Features, output.Logits, targets, options), output.Logits, labels
+        | _, Some targets ->
+            let logits = model.forward images
+            Losses.softLabels (logits, targets), logits, labels
+        | _, None ->
         match settings.Method with
         | CsKd options ->
             // CS-KD: anchors first, partners second; the partners' forward runs without gradient but in train mode,
@@ -88,22 +97,31 @@ module Trainer =
         use labels = labels
         Evaluation.metricsOf (logits, labels, 1.0)
 
-    /// <summary>A class-balanced subset of a split: the first <paramref name="perClass"/> images of each class in a
-    /// seeded shuffle (TRAIN.PER_CLASS, for data-limited studies).</summary>
-    [<CompiledName("PerClassSubset")>]
-    let perClassSubset (split: ISplit, perClass: int, seed: int) : ISplit =
-        let rng = Random(seed)
-        let order = Array.init split.Count id |> Array.sortBy (fun _ -> rng.Next())
-        let kept =
-            order
-            |> Array.groupBy (fun i -> split.Labels[i])
-            |> Array.collect (fun (_, members) -> Array.truncate perClass members)
-            |> Array.sort
+    /// <summary>A view of a split restricted to some of its images.</summary>
+    let private subset (split: ISplit) (kept: int[]) : ISplit =
         let labels = kept |> Array.map (fun i -> split.Labels[i])
         { new ISplit with
             member _.Count = kept.Length
             member _.Labels = labels
             member _.Load indices = split.Load(indices |> Array.map (fun i -> kept[i])) }
+
+    /// <summary>Splits a training split per class, in a seeded shuffle: the first <paramref name="holdoutPerClass"/>
+    /// images of each class are held out (for calibration), the next <paramref name="perClass"/> (all when 0) train.
+    /// Returns (training, held-out); each keeps the original order of its images.</summary>
+    [<CompiledName("SplitTraining")>]
+    let splitTraining (split: ISplit, perClass: int, holdoutPerClass: int, seed: int) : ISplit * ISplit =
+        let random = SeededRandom.Derive(int64 seed, 0x686f6c64L)
+        let order = Array.init split.Count id
+        random.Shuffle order
+        let byClass = order |> Array.groupBy (fun i -> split.Labels[i])
+        let held = byClass |> Array.collect (fun (_, members) -> Array.truncate holdoutPerClass members) |> Array.sort
+        let training =
+            byClass
+            |> Array.collect (fun (_, members) ->
+                let rest = Array.skip (min holdoutPerClass members.Length) members
+                if perClass > 0 then Array.truncate perClass rest else rest)
+            |> Array.sort
+        subset split training, subset split held
 
     let private log (runDir: string) (record: JsonObject) = RunFiles.appendLog (Path.Combine(runDir, "log.jsonl")) record
 
@@ -143,7 +161,10 @@ module Trainer =
         let testDataset =
             if String.IsNullOrWhiteSpace settings.TestDataset || settings.TestDataset = settings.Dataset then dataset
             else Datasets.load (settings.TestDataset, None)
-        let train = if settings.PerClass > 0 then perClassSubset (dataset.Train, settings.PerClass, settings.Seed) else dataset.Train
+        let train =
+            if settings.PerClass > 0 || settings.HoldoutPerClass > 0 then
+                fst (splitTraining (dataset.Train, settings.PerClass, settings.HoldoutPerClass, settings.Seed))
+            else dataset.Train
         let classes = if settings.Classes > 0 then settings.Classes else dataset.Classes.Length
         let channels, size = dataset.ImageShape[0], (if settings.ImageSize > 0 then settings.ImageSize else dataset.ImageShape[1])
         torch.manual_seed (int64 settings.Seed) |> ignore
@@ -204,7 +225,16 @@ module Trainer =
                     let images = batch.Images.``to`` device
                     let labels = batch.Labels.``to`` device
                     optimizer.zero_grad ()
-                    let loss, logits, logitLabels = batchLoss settings model images labels
+                    let mixRandom = SeededRandom.Derive(int64 settings.Seed, int64 epoch, int64 iteration, 0x6375746dL)
+                    let mixing =
+                        settings.CutMix.Enabled && epoch < settings.Epochs - settings.CutMix.OffEpochs
+                        && mixRandom.NextDouble() < settings.CutMix.Probability
+                    let images, mixedTargets =
+                        if mixing then
+                            let mixed = Transforms.cutMix settings.CutMix.Beta mixRandom (images, labels)
+                            mixed.Images, Some(mixed.Targets(int classes).``to`` device)
+                        else images, None
+                    let loss, logits, logitLabels = batchLoss settings model images labels mixedTargets
                     let lossValue = loss.Total.to_type(torch.float64).item<float> ()
                     if not (Double.IsFinite lossValue) then
                         let last = lastCheckpoint |> Option.defaultValue "none (no checkpoint was written yet)"
@@ -298,14 +328,12 @@ module Trainer =
               $"model: {settings.Model}, input {channels}×{size}×{size}, {classes} classes{classesNote}"
               Models.describe model ]
 
-    /// <summary>Evaluates a checkpoint (a checkpoint folder or a run directory: its best, else last, checkpoint) on
+    /// <summary>Evaluates a checkpoint (a checkpoint folder, or a run directory: its last checkpoint, i.e. the final model) on
     /// the test split of a dataset (by default the run's own, read from its config.yaml).</summary>
     [<CompiledName("EvaluateCheckpoint")>]
     let evaluateCheckpoint (path: string, datasetSpec: string option, workers: int, batchSize: int) : CheckpointState * EvalMetrics =
         let checkpoint =
-            match Checkpoints.resolve (path, "best") |> Option.orElse (Checkpoints.resolve (path, "last")) with
-            | Some c -> c
-            | None -> raise (BakeException $"{path}: no Bake checkpoint (expected a checkpoint folder with state.json or a run directory with checkpoints/last.json)")
+            Checkpoints.ofPath path
         let state = Checkpoints.readState checkpoint
         let spec =
             match datasetSpec with
@@ -320,3 +348,90 @@ module Trainer =
         use model = Models.create (state.Model, state.Classes.Length, state.ImageShape[0], state.ImageShape[1])
         Checkpoints.load (checkpoint, model, None)
         state, evaluate (model, dataset, Transforms.forEvaluation dataset, batchSize, torch.CPU, workers)
+
+/// <summary>Clean, calibrated, adversarial and corrupted test metrics of one model.</summary>
+[<NoComparison>]
+type RobustnessReport =
+    { Checkpoint: string
+      Clean: EvalMetrics
+      /// <summary>The temperature fitted on the run's held-out training images, and the test metrics after scaling.</summary>
+      Calibrated: (float * EvalMetrics) option
+      /// <summary>(ε in pixel units, metrics) for each FGSM strength.</summary>
+      Fgsm: (float * EvalMetrics) list
+      /// <summary>(corruption, severity 1–3, metrics).</summary>
+      Corruptions: (Corruption * int * EvalMetrics) list }
+
+/// <summary>Robustness and calibration evaluation of checkpoints (`bake eval --fgsm --corruption --calibrate`).</summary>
+[<RequireQualifiedAccess>]
+module Robustness =
+
+    /// <summary>Evaluates a checkpoint (a checkpoint folder, or a run directory: its last checkpoint) on its run's test split: clean,
+    /// after temperature scaling fitted on the run's held-out training images (TRAIN.HOLDOUT_PER_CLASS), under FGSM
+    /// at each ε and under each corruption at severities 1–3.</summary>
+    [<CompiledName("Evaluate")>]
+    let evaluate (path: string, fgsm: float list, corruptions: Corruption list, calibrate: bool, batchSize: int, workers: int) : RobustnessReport =
+        let checkpoint =
+            Checkpoints.ofPath path
+        let runConfig = Path.Combine(checkpoint, "..", "..", "config.yaml") |> Path.GetFullPath
+        if not (File.Exists runConfig) then raise (BakeException $"{checkpoint}: the run's config.yaml is missing ({runConfig})")
+        let settings = Settings.ofConfigOrThrow (Configs.load runConfig [])
+        let state = Checkpoints.readState checkpoint
+        let dataset = Datasets.load (settings.Dataset, (if settings.Format = "auto" then None else Some settings.Format))
+        use model = Models.create (state.Model, state.Classes.Length, state.ImageShape[0], state.ImageShape[1])
+        Checkpoints.load (checkpoint, model, None)
+        let transform = Transforms.forEvaluation dataset
+        let logitsOf (split: ISplit) perturbation =
+            Evaluation.logits (model, split, transform, dataset.Mean, dataset.Std, batchSize, torch.CPU, workers, perturbation)
+        let metrics split perturbation temperature =
+            let logits, labels = logitsOf split perturbation
+            use logits = logits
+            use labels = labels
+            Evaluation.metricsOf (logits, labels, temperature)
+        let clean = metrics dataset.Test Clean 1.0
+        let calibrated =
+            if not calibrate then None
+            elif settings.HoldoutPerClass = 0 then
+                raise (UsageException $"--calibrate needs held-out training images: the run {runConfig} has TRAIN.HOLDOUT_PER_CLASS = 0")
+            else
+                let _, held = Trainer.splitTraining (dataset.Train, settings.PerClass, settings.HoldoutPerClass, settings.Seed)
+                let logits, labels = logitsOf held Clean
+                use logits = logits
+                use labels = labels
+                let temperature = Evaluation.fitTemperature (logits, labels)
+                Some(temperature, metrics dataset.Test Clean temperature)
+        { Checkpoint = checkpoint
+          Clean = clean
+          Calibrated = calibrated
+          Fgsm = fgsm |> List.map (fun epsilon -> epsilon, metrics dataset.Test (Fgsm epsilon) 1.0)
+          Corruptions =
+            [ for corruption in corruptions do
+                  for severity in 1..3 -> corruption, severity, metrics dataset.Test (Corrupted(corruption, severity)) 1.0 ] }
+
+    /// <summary>The report as JSON (written atomically by the command line's --out).</summary>
+    [<CompiledName("ToJson")>]
+    let toJson (report: RobustnessReport) : string =
+        let metrics (m: EvalMetrics) =
+            let o = JsonObject()
+            o["top1"] <- JsonValue.Create m.Top1
+            o["top5"] <- JsonValue.Create m.Top5
+            o["nll"] <- JsonValue.Create m.Nll
+            o["ece"] <- JsonValue.Create m.Ece
+            o
+        let root = JsonObject()
+        root["checkpoint"] <- JsonValue.Create report.Checkpoint
+        root["clean"] <- metrics report.Clean
+        match report.Calibrated with
+        | Some (t, m) ->
+            let o = metrics m
+            o["temperature"] <- JsonValue.Create t
+            root["calibrated"] <- o
+        | None -> ()
+        root["fgsm"] <-
+            JsonArray(report.Fgsm |> List.map (fun (e, m) -> let o = metrics m in o["epsilon"] <- JsonValue.Create e; o :> JsonNode) |> Array.ofList)
+        root["corruptions"] <-
+            JsonArray(report.Corruptions |> List.map (fun (c, s, m) ->
+                let o = metrics m
+                o["corruption"] <- JsonValue.Create c.Name
+                o["severity"] <- JsonValue.Create s
+                o :> JsonNode) |> Array.ofList)
+        root.ToJsonString(Text.Json.JsonSerializerOptions(WriteIndented = true))

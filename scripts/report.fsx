@@ -1,0 +1,178 @@
+// Tables and figures of the reproduction study, regenerated from results/ (loaded by reproduce.fsx).
+module Report
+
+open System
+open System.Globalization
+open System.IO
+open System.Text
+open System.Text.Json.Nodes
+open Bake.Core.Reporting
+
+let private inv = CultureInfo.InvariantCulture
+
+/// What one finished run measured.
+type RunResult =
+    { Name: string
+      Method: string
+      FinalTop1: float
+      BestTop1: float
+      BestEpoch: float
+      FinalTrainTop1: float
+      Nll: float
+      Ece: float
+      CalibratedEce: float
+      Temperature: float
+      Fgsm: (float * float) list
+      Corruption: (string * int * float) list
+      Iterations: int
+      Seconds: float
+      Summary: RunSummary }
+
+let private column (path: string) (name: string) =
+    let lines = File.ReadAllLines path
+    let header = lines[0].Split ','
+    let i = Array.IndexOf(header, name)
+    lines |> Array.skip 1 |> Array.map (fun l -> let cells = l.Split ',' in if cells[i] = "" then nan else Double.Parse(cells[i], inv))
+
+let read (dir: string) (name: string) (methodName: string) : RunResult option =
+    let summaryPath = Path.Combine(dir, "summary.csv")
+    let robustnessPath = Path.Combine(dir, "robustness.json")
+    if not (File.Exists summaryPath && File.Exists robustnessPath) then None
+    else
+        let summary = Summary.read dir
+        let robustness = JsonNode.Parse(File.ReadAllText robustnessPath)
+        let evaluated = Array.zip summary.Epochs summary.TestTop1 |> Array.filter (snd >> Double.IsFinite)
+        let bestEpoch, best = evaluated |> Array.maxBy snd
+        let metric (node: JsonNode) (key: string) = node[key].GetValue<float>()
+        let calibrated = robustness["calibrated"]
+        Some
+            { Name = name
+              Method = methodName
+              FinalTop1 = metric robustness["clean"] "top1"
+              BestTop1 = best
+              BestEpoch = bestEpoch
+              FinalTrainTop1 = Array.last summary.TrainTop1
+              Nll = metric robustness["clean"] "nll"
+              Ece = metric robustness["clean"] "ece"
+              CalibratedEce = (if isNull calibrated then nan else metric calibrated "ece")
+              Temperature = (if isNull calibrated then nan else metric calibrated "temperature")
+              Fgsm = [ for n in robustness["fgsm"].AsArray() -> metric n "epsilon", metric n "top1" ]
+              Corruption = [ for n in robustness["corruptions"].AsArray() -> n["corruption"].GetValue<string>(), n["severity"].GetValue<int>(), metric n "top1" ]
+              Iterations = column summaryPath "iterations" |> Array.sum |> int
+              Seconds = column summaryPath "seconds" |> Array.sum
+              Summary = summary }
+
+let private pm (values: float[]) (digits: int) =
+    let f (v: float) = v.ToString("F" + string digits, inv)
+    if values.Length = 0 then "–" elif values.Length = 1 then f values[0] else $"{f (Statistics.mean values)} ± {f (Statistics.standardDeviation values)}"
+
+let private pValue (a: float[]) (b: float[]) =
+    let _, _, p = Statistics.welch (a, b)
+    if Double.IsNaN p then "–" elif p < 0.001 then "<0.001" else p.ToString("F3", inv)
+
+/// One table row per method group: mean ± std over seeds, p-value of final top-1 against the reference group.
+let methodTable (groups: (string * RunResult list) list) (reference: string) =
+    let text = StringBuilder()
+    let line (s: string) = text.AppendLine s |> ignore
+    line "| method | seeds | steps | final top-1 | best top-1 | p (final vs vanilla) | train top-1 | NLL | ECE | ECE after T-scaling (T) | FGSM ε=0.03 | noise (mean of 3) | blur (mean of 3) | min/run |"
+    line "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    let referenceFinal = groups |> List.tryFind (fst >> (=) reference) |> Option.map (snd >> List.map (fun r -> r.FinalTop1) >> Array.ofList) |> Option.defaultValue [||]
+    for name, runs in groups do
+        let values f = runs |> List.map f |> Array.ofList
+        let corruption kind = values (fun r -> r.Corruption |> List.filter (fun (c, _, _) -> c = kind) |> List.averageBy (fun (_, _, v) -> v))
+        let fgsm = values (fun r -> r.Fgsm |> List.tryFind (fun (e, _) -> abs (e - 0.03) < 1e-9) |> Option.map snd |> Option.defaultValue nan)
+        let final = values (fun r -> r.FinalTop1)
+        let temperatures = values (fun r -> r.Temperature)
+        let p = if name = reference then "(reference)" else pValue final referenceFinal
+        let noise, blur = corruption "gaussian-noise", corruption "gaussian-blur"
+        let cells =
+            [ name; string runs.Length; string runs.Head.Iterations; pm final 2; pm (values (fun r -> r.BestTop1)) 2; p
+              pm (values (fun r -> r.FinalTrainTop1)) 1; pm (values (fun r -> r.Nll)) 3; pm (values (fun r -> r.Ece)) 2
+              $"{pm (values (fun r -> r.CalibratedEce)) 2} ({pm temperatures 2})"; pm fgsm 2; pm noise 2; pm blur 2
+              pm (values (fun r -> r.Seconds / 60.0)) 1 ]
+        line ("| " + String.concat " | " cells + " |")
+    text.ToString()
+
+/// Mean test top-1 per evaluated epoch over a group's seeds, with the std.
+let meanCurve (runs: RunResult list) =
+    let epochs = runs.Head.Summary.Epochs
+    let points =
+        epochs
+        |> Array.mapi (fun i epoch ->
+            let values = runs |> List.map (fun r -> r.Summary.TestTop1[i]) |> List.filter Double.IsFinite |> Array.ofList
+            epoch, values)
+        |> Array.filter (fun (_, v) -> v.Length > 0)
+    points |> Array.map fst, points |> Array.map (snd >> Statistics.mean), points |> Array.map (snd >> Statistics.standardDeviation)
+
+let write (root: string) (results: string) (studies: (string * string * (string * string * int) list) list) =
+    let docs = Path.Combine(root, "docs")
+    let figures = Path.Combine(docs, "figures")
+    Directory.CreateDirectory figures |> ignore
+    let text = StringBuilder()
+    let line (s: string) = text.AppendLine s |> ignore
+    line "# Results: does BAKE help, where, and at what cost?"
+    line ""
+    line "Generated by `dotnet fsi scripts/reproduce.fsx report` from the run files under `results/` (config.yaml, summary.csv,"
+    line "robustness.json of every run). Regenerate a study's runs with `dotnet fsi scripts/reproduce.fsx run STUDY` (it skips"
+    line "finished runs). Accuracies are % on the full test set, mean ± std over seeds. *Final* is the last epoch's model;"
+    line "*best* is the best evaluated epoch on the test set (the paper's protocol — optimistic, reported for comparison only)."
+    line "p is Welch's two-sided t-test of final top-1 against vanilla. FGSM and corruptions are evaluated on the final model"
+    line "(ε in [0, 1] pixel units; noise σ = 0.08/0.18/0.38, blur σ = 0.5/1.0/1.5 px). T-scaling fits a temperature on 100"
+    line "held-out training images per class that were never trained on. *steps* = SGD iterations of the whole run."
+    line ""
+    for study, description, runs in studies do
+        let runResults =
+            runs |> List.choose (fun (name, methodName, _) -> read (Path.Combine(results, study, name)) name methodName)
+        line $"## {study}"
+        line ""
+        line description
+        line ""
+        line $"Runs finished: {runResults.Length} of {runs.Length}."
+        line ""
+        if not runResults.IsEmpty then
+            let groups =
+                runResults
+                |> List.groupBy (fun r -> r.Name.Substring(0, r.Name.LastIndexOf "-s"))
+            line (methodTable groups "vanilla")
+            let wall = runResults |> List.sumBy (fun r -> r.Seconds)
+            line $"Wall time of the finished runs' training and evaluation epochs: {wall / 3600.0:F2} h on 2 CPU cores."
+            line ""
+            let curves =
+                groups
+                |> List.filter (fun (g, _) -> g = "vanilla" || g = "bake-m1" || g = "bake-m3")
+                |> List.map (fun (g, rs) -> let xs, ys, es = meanCurve rs in g, xs, ys, es)
+            if not curves.IsEmpty then
+                let file = $"{study}-top1.png"
+                Plots.lines ($"{study}: test top-1 (mean ± std over seeds)", "epoch", "test top-1 (%)", curves, Path.Combine(figures, file))
+                line $"![test top-1 curves](figures/{file})"
+                line ""
+            let robustness =
+                groups
+                |> List.filter (fun (g, _) -> g = "vanilla" || g = "bake-m1")
+                |> List.map (fun (g, rs) ->
+                    let eps = rs.Head.Fgsm |> List.map fst |> Array.ofList
+                    let values = eps |> Array.map (fun e -> rs |> List.map (fun r -> r.Fgsm |> List.find (fst >> (=) e) |> snd) |> Array.ofList)
+                    g, Array.append [| 0.0 |] eps,
+                    Array.append [| Statistics.mean (rs |> List.map (fun r -> r.FinalTop1) |> Array.ofList) |] (values |> Array.map Statistics.mean),
+                    Array.append [| Statistics.standardDeviation (rs |> List.map (fun r -> r.FinalTop1) |> Array.ofList) |] (values |> Array.map Statistics.standardDeviation))
+            if not robustness.IsEmpty then
+                let file = $"{study}-fgsm.png"
+                Plots.lines ($"{study}: top-1 under FGSM", "ε (pixel units)", "test top-1 (%)", robustness, Path.Combine(figures, file))
+                line $"![FGSM robustness](figures/{file})"
+                line ""
+            let omega =
+                groups
+                |> List.filter (fun (g, _) -> g.StartsWith "omega-")
+                |> List.map (fun (g, rs) -> Double.Parse(g.Substring 6, inv), rs |> List.map (fun r -> r.FinalTop1) |> Array.ofList)
+                |> List.sortBy fst
+            if omega.Length > 1 then
+                let file = $"{study}-omega.png"
+                let xs = omega |> List.map fst |> Array.ofList
+                Plots.lines ($"{study}: final top-1 vs ω", "ω", "test top-1 (%)",
+                             [ "BAKE", xs, omega |> List.map (snd >> Statistics.mean) |> Array.ofList, omega |> List.map (snd >> Statistics.standardDeviation) |> Array.ofList ],
+                             Path.Combine(figures, file))
+                line $"![accuracy vs omega](figures/{file})"
+                line ""
+    let path = Path.Combine(docs, "results-tables.md")
+    Bake.Core.Files.writeAllTextAtomic path (text.ToString())
+    printfn "wrote %s" path

@@ -1,0 +1,162 @@
+// The reproduction study driver (issue: does BAKE help, where, and at what cost).
+//
+//   dotnet fsi scripts/reproduce.fsx list                 the studies and their runs
+//   dotnet fsi scripts/reproduce.fsx run STUDY [STUDY…]   train and evaluate every run whose results are missing
+//   dotnet fsi scripts/reproduce.fsx report               regenerate docs/results.md and its figures from results/
+//
+// Each run is `bake train` then `bake eval --fgsm --corruption --calibrate`, executed by the `bake` program given in
+// $BAKE (default: the Release build, src/Bake.Cli/bin/Release/net10.0/linux-x64/bake). Runs go to results/STUDY/RUN/;
+// a run is complete when its summary.csv has every epoch and its robustness.json exists, so an interrupted study
+// resumes where it stopped (an interrupted training resumes from its last checkpoint). Only config.yaml,
+// summary.csv and robustness.json of each run are committed (see .gitignore); checkpoints stay local.
+// Data: $FASHION_MNIST (default: the fetch cache, `bake data fetch fashion-mnist` or scripts/get-fashion-mnist.sh) and
+// $CIFAR10 (a folder with train/<class>/*.jpg and test/<class>/*.jpg, e.g. ../shared/datasets/cifar10-jpeg.tar.gz
+// unpacked, or `bake data fetch cifar10`).
+#load "Bake.fsx" "report.fsx"
+
+open System
+open System.Diagnostics
+open System.Globalization
+open System.IO
+open System.Text
+open System.Text.Json.Nodes
+open Bake.Core.Reporting
+
+let root = Path.GetFullPath(Path.Combine(__SOURCE_DIRECTORY__, ".."))
+let results = Path.Combine(root, "results")
+let bake =
+    match Environment.GetEnvironmentVariable "BAKE" with
+    | null | "" -> Path.Combine(root, "src", "Bake.Cli", "bin", "Release", "net10.0", "linux-x64", "bake")
+    | path -> path
+let env name fallback = match Environment.GetEnvironmentVariable name with null | "" -> fallback | v -> v
+let fashionMnist = env "FASHION_MNIST" "fashion-mnist"
+let cifar10 = env "CIFAR10" "cifar10"
+
+/// One training run: a name, the overrides on top of the study's base and the seed.
+type Run = { Study: string; Name: string; Method: string; Seed: int; Overrides: string list; Epochs: int }
+
+/// The common setting of a study: data, model, budget, evaluation.
+type Study =
+    { Name: string
+      Description: string
+      Base: string list
+      Epochs: int
+      Batch: int
+      Runs: Run list }
+
+let seeds n = [ 1 .. n ]
+
+/// Methods compared at equal SGD steps and equal total batch N: every method runs BAKE (M = 1)'s iterations per
+/// epoch; BAKE with M = 3 has twice as many iterations per epoch, so it runs half the epochs.
+let methodRuns (study: string) (epochs: int) (headlineSeeds: int) (otherSeeds: int) =
+    let run name methodName seed overrides epochs' =
+        { Study = study; Name = $"{name}-s{seed}"; Method = name; Seed = seed; Overrides = overrides @ [ $"RNG_SEED={seed}" ]; Epochs = epochs' }
+    let plain = [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.EQUAL_STEPS_M=1" ]
+    [ for seed in seeds headlineSeeds do
+          yield run "vanilla" "vanilla" seed plain epochs
+          yield run "bake-m1" "bake" seed [ "TRAIN.USE_BAKE=True"; "TRAIN.INTRA_IMGS=1" ] epochs
+      for seed in seeds otherSeeds do
+          yield run "bake-m3" "bake" seed [ "TRAIN.USE_BAKE=True"; "TRAIN.INTRA_IMGS=3"; $"OPTIM.MAX_EPOCH={epochs / 2}" ] (epochs / 2)
+          yield run "label-smoothing" "label-smoothing" seed (plain @ [ "METHOD.NAME=label-smoothing" ]) epochs
+          yield run "tfkd-reg" "tfkd-reg" seed (plain @ [ "METHOD.NAME=tfkd-reg" ]) epochs
+          yield run "cskd" "cskd" seed [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.NAME=cskd" ] epochs
+      // The official protocol, once: equal epochs, so BAKE (M = 1) takes twice the baseline's steps.
+      yield { run "vanilla-official-protocol" "vanilla" 1 [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0" ] epochs with Name = "vanilla-official-protocol-s1" } ]
+
+/// Ablations at 2 seeds. ω = 0.5, τ = 4, λ = 1, M = 1, closed form is exactly the bake-m1 run of the methods study
+/// with the same base, so those points are taken from there (the report reads them as the reference row).
+let ablationRuns (study: string) (epochs: int) =
+    let run name seed overrides epochs' =
+        { Study = study; Name = $"{name}-s{seed}"; Method = name; Seed = seed; Overrides = overrides @ [ $"RNG_SEED={seed}" ]; Epochs = epochs' }
+    let bake = [ "TRAIN.USE_BAKE=True"; "TRAIN.INTRA_IMGS=1" ]
+    [ for seed in seeds 2 do
+          for omega in [ 0.0; 0.1; 0.3; 0.7; 0.9 ] do
+              yield run (sprintf "omega-%g" omega) seed (bake @ [ sprintf "TRAIN.OMEGA=%g" omega ]) epochs
+      for seed in seeds 2 do
+          // BAKE without the per-class sampler (M = 0: plain batches, at BAKE M = 1's steps).
+          yield run "bake-m0" seed [ "TRAIN.USE_BAKE=True"; "TRAIN.INTRA_IMGS=0"; "METHOD.EQUAL_STEPS_M=1" ] epochs
+          yield run "one-step" seed (bake @ [ "METHOD.PROPAGATION=one-step" ]) epochs
+          // Vanilla with the per-class sampler (paper Table 9), at the same steps as the methods study.
+          yield run "vanilla-m1" seed [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=1" ] epochs
+          yield run "vanilla-m3" seed [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=3"; $"OPTIM.MAX_EPOCH={epochs / 2}" ] (epochs / 2)
+      for seed in seeds 2 do
+          for tau in [ 1.0; 2.0; 8.0 ] do
+              yield run (sprintf "tau-%g" tau) seed (bake @ [ sprintf "TRAIN.TEMP=%g" tau ]) epochs
+          for lambda in [ 0.5; 2.0; 4.0 ] do
+              yield run (sprintf "lambda-%g" lambda) seed (bake @ [ sprintf "TRAIN.LAMBDA=%g" lambda ]) epochs ]
+
+let fmnistBase perClass epochs batch =
+    [ "MODEL.TYPE=cnn"; $"TRAIN.DATASET={fashionMnist}"; $"TRAIN.PER_CLASS={perClass}"; "TRAIN.HOLDOUT_PER_CLASS=100"
+      $"TRAIN.BATCH_SIZE={batch}"; $"OPTIM.MAX_EPOCH={epochs}"; "OPTIM.BASE_LR=0.05"; "OPTIM.WEIGHT_DECAY=5e-4"
+      "TRAIN.EVAL_PERIOD=5"; "TEST.BATCH_SIZE=1000"; "LOG_PERIOD=50"; "TRAIN.CHECKPOINT_PERIOD=5" ]
+
+let cifarBase perClass epochs batch =
+    [ "MODEL.TYPE=cnn"; $"TRAIN.DATASET={cifar10}"; $"TRAIN.PER_CLASS={perClass}"; "TRAIN.HOLDOUT_PER_CLASS=100"
+      $"TRAIN.BATCH_SIZE={batch}"; $"OPTIM.MAX_EPOCH={epochs}"; "OPTIM.BASE_LR=0.05"; "OPTIM.WEIGHT_DECAY=5e-4"
+      "TRAIN.EVAL_PERIOD=5"; "TEST.BATCH_SIZE=1000"; "LOG_PERIOD=50"; "TRAIN.CHECKPOINT_PERIOD=5" ]
+
+let studies : Study list =
+    [ { Name = "fmnist-limited"
+        Description = "Fashion-MNIST, data-limited: 100 training images per class (1,000), full 10,000-image test set, small CNN, 30 epochs"
+        Base = fmnistBase 100 30 64; Epochs = 30; Batch = 64; Runs = methodRuns "fmnist-limited" 30 5 3 }
+      { Name = "fmnist-ablations"
+        Description = "Ablations in the Fashion-MNIST data-limited regime (2 seeds each)"
+        Base = fmnistBase 100 30 64; Epochs = 30; Batch = 64; Runs = ablationRuns "fmnist-ablations" 30 }
+      { Name = "fmnist-larger"
+        Description = "Fashion-MNIST, larger data: 1,000 training images per class (10,000), full test set, small CNN, 10 epochs"
+        Base = fmnistBase 1000 10 128; Epochs = 10; Batch = 128; Runs = methodRuns "fmnist-larger" 10 5 3 }
+      { Name = "cifar10-limited"
+        Description = "CIFAR-10 (JPEG), data-limited: 200 training images per class (2,000), full 10,000-image test set, small CNN, 30 epochs"
+        Base = cifarBase 200 30 64; Epochs = 30; Batch = 64; Runs = methodRuns "cifar10-limited" 30 5 3 }
+      { Name = "cifar10-larger"
+        Description = "CIFAR-10 (JPEG), larger data: 2,000 training images per class (20,000), full test set, small CNN, 10 epochs"
+        Base = cifarBase 2000 10 128; Epochs = 10; Batch = 128; Runs = methodRuns "cifar10-larger" 10 5 3 } ]
+
+let runDir (run: Run) = Path.Combine(results, run.Study, run.Name)
+
+let completedEpochs (dir: string) =
+    let summary = Path.Combine(dir, "summary.csv")
+    if File.Exists summary then File.ReadAllLines(summary).Length - 1 else 0
+
+let isComplete (run: Run) =
+    completedEpochs (runDir run) >= run.Epochs && File.Exists(Path.Combine(runDir run, "robustness.json"))
+
+let exec (arguments: string list) =
+    let info = ProcessStartInfo(bake, UseShellExecute = false)
+    for a in arguments do info.ArgumentList.Add a
+    use proc = Process.Start info
+    proc.WaitForExit()
+    if proc.ExitCode <> 0 then failwithf "bake %s exited with %d" (String.concat " " arguments) proc.ExitCode
+
+let execute (study: Study) (run: Run) =
+    let dir = runDir run
+    let clock = Stopwatch.StartNew()
+    if completedEpochs dir < run.Epochs then
+        let resume = File.Exists(Path.Combine(dir, "checkpoints", "last.json"))
+        exec ([ "train"; "--out"; dir ] @ (study.Base @ run.Overrides |> List.collect (fun o -> [ "--set"; o ])) @ (if resume then [ "--resume" ] else []))
+    exec [ "eval"; "--checkpoint"; dir
+           "--fgsm"; "0.01,0.03,0.1"; "--corruption"; "gaussian-noise,gaussian-blur"; "--calibrate"; "--batch-size"; "1000"
+           "--out"; Path.Combine(dir, "robustness.json") ]
+    File.AppendAllText(Path.Combine(results, run.Study, "wall-time.tsv"), $"{run.Name}\t{clock.Elapsed.TotalSeconds:F0}\n")
+
+let runStudy (name: string) =
+    match studies |> List.tryFind (fun s -> s.Name = name) with
+    | None -> failwithf "unknown study %s; known: %s" name (studies |> List.map (fun s -> s.Name) |> String.concat ", ")
+    | Some study ->
+        Directory.CreateDirectory(Path.Combine(results, study.Name)) |> ignore
+        for run in study.Runs do
+            if isComplete run then printfn "[%s] %s: done" study.Name run.Name
+            else
+                printfn "[%s] %s: running (%s)" study.Name run.Name (DateTime.Now.ToString "HH:mm")
+                execute study run
+
+match fsi.CommandLineArgs |> Array.toList |> List.tail with
+| [ "list" ] ->
+    for s in studies do
+        printfn "%s (%d runs): %s" s.Name s.Runs.Length s.Description
+        for r in s.Runs do printfn "    %-36s %s" r.Name (if isComplete r then "done" else "missing")
+| "run" :: names when not names.IsEmpty -> for n in names do runStudy n
+| [ "report" ] -> Report.write root results (studies |> List.map (fun s -> s.Name, s.Description, s.Runs |> List.map (fun r -> r.Name, r.Method, r.Epochs)))
+| _ ->
+    eprintfn "usage: dotnet fsi scripts/reproduce.fsx list | run STUDY… | report"
+    exit 2
