@@ -129,6 +129,7 @@ module ConfigSchema =
           key "OUT_DIR" (Text "runs/bake") "run directory"
           key "NUM_GPUS" (Integer 1) "pycls GPU count (Bake runs one process; the batch is the global batch)"
           key "LOG_PERIOD" (Integer 10) "iterations between log lines"
+          key "LOGGING.TENSORBOARD" (Flag true) "write TensorBoard event files into OUT_DIR/tb"
           key "DEVICE" (Text "cpu") "cpu | cuda | cuda:N"
         ]
 

@@ -79,7 +79,9 @@ type TrainingSettings =
       CutMix: CutMixSettings
       Weights: string
       BatchNormEpsilon: float
-      BatchNormMomentum: float }
+      BatchNormMomentum: float
+      /// <summary>Write TensorBoard event files into OUT_DIR/tb (LOGGING.TENSORBOARD).</summary>
+      TensorBoard: bool }
 
     /// <summary>N̂, the anchors per batch: N / (M + 1) for BAKE, N / 2 for CS-KD, N otherwise.</summary>
     member this.Anchors =
@@ -284,7 +286,8 @@ module Settings =
               CutMix = cutMix
               Weights = Configs.string config "TRAIN.WEIGHTS"
               BatchNormEpsilon = Configs.float config "BN.EPS"
-              BatchNormMomentum = Configs.float config "BN.MOM" }
+              BatchNormMomentum = Configs.float config "BN.MOM"
+              TensorBoard = Configs.bool config "LOGGING.TENSORBOARD" }
         if problems.Count = 0 then Ok settings else Error(List.ofSeq problems)
 
     /// <summary>Validated settings, or a <see cref="T:Bake.Core.UsageException"/> listing every problem.</summary>

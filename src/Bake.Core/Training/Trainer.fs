@@ -9,18 +9,6 @@ open TorchSharp
 open Bake.Core.Data
 open Bake.Core.Models
 
-/// <summary>What the trainer reports while it runs (the CLI draws a progress bar, the C# façade maps it to IProgress).</summary>
-[<NoComparison>]
-type TrainingEvent =
-    /// <summary>Training started (or resumed): what was built, and the class names in label order.</summary>
-    | Started of description: string * classes: string[]
-    /// <summary>One SGD step finished: epoch (1-based), iteration (1-based) of iterations, running means.</summary>
-    | Iteration of epoch: int * iteration: int * iterations: int * loss: float * top1: float * imagesPerSecond: float * learningRate: float
-    /// <summary>An epoch finished (after evaluation when it was evaluated).</summary>
-    | EpochFinished of EpochSummary
-    /// <summary>A checkpoint was written.</summary>
-    | CheckpointWritten of path: string
-
 /// <summary>The result of a training run.</summary>
 [<NoComparison>]
 type TrainingOutcome =
@@ -141,7 +129,10 @@ module Trainer =
     let run (config: Config, settings: TrainingSettings, resume: bool, report: Action<TrainingEvent>, cancellation: CancellationToken) : TrainingOutcome =
         let runDir = Path.GetFullPath settings.OutDir
         let device = torch.Device settings.Device
-        let emit event = if not (isNull report) then report.Invoke event
+        use tensorBoard = new Reporting.TensorBoardLog(runDir, settings.LogPeriod, settings.TensorBoard)
+        let emit event =
+            tensorBoard.Record event
+            if not (isNull report) then report.Invoke event
         // Fail before reading any data when the run directory cannot be written.
         try
             Directory.CreateDirectory runDir |> ignore
