@@ -280,6 +280,9 @@ module Trainer =
                       Seconds = secondsBefore + clock.Elapsed.TotalSeconds }
                 history <- history @ [ row ]
                 RunFiles.writeSummary (Path.Combine(runDir, "summary.csv")) history
+                // loss.png and accuracy.png are a convenience: a failure to draw them (no SkiaSharp natives, a full disk) must not stop
+                // training, so it is ignored here; `bake plot <run dir>` redraws them and reports the error.
+                (try Reporting.Plots.summaryFigures runDir |> ignore with _ -> ())
                 log runDir (RunFiles.epochJson row)
                 progress <- EpochProgress.Empty
                 let isBest = match bestOf history, test with Some (bestEpoch, _), Some _ -> bestEpoch = row.Epoch | _ -> false
