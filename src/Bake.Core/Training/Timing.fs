@@ -67,19 +67,22 @@ module Timing =
         let n = sorted.Length
         if n % 2 = 1 then sorted[n / 2] else (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
 
-    /// <summary>Runs <paramref name="step"/> <c>warmup</c> times, then times <c>iterations</c> runs; the median in ms.
-    /// Each run has its own dispose scope, so its tensors are freed before the next.</summary>
-    let private timeMs (warmup: int) (iterations: int) (step: unit -> unit) : float =
-        let once () =
+    /// <summary>Runs every step <c>warmup</c> times, then <c>iterations</c> rounds that time each step once, in turn;
+    /// the median of each step in ms. Interleaving gives every step the same share of a busy machine's slow moments,
+    /// so their ratios stay meaningful. Each run has its own dispose scope, so its tensors are freed before the next.</summary>
+    let private timeInterleaved (warmup: int) (iterations: int) (steps: (unit -> unit) list) : float list =
+        let once (step: unit -> unit) =
             use _ = torch.NewDisposeScope()
             step ()
         for _ in 1 .. warmup do
-            once ()
-        [| for _ in 1 .. iterations ->
-               let clock = Stopwatch.StartNew()
-               once ()
-               clock.Elapsed.TotalMilliseconds |]
-        |> median
+            steps |> List.iter once
+        let times = steps |> List.map (fun _ -> ResizeArray<float>())
+        for _ in 1 .. iterations do
+            for step, measured in List.zip steps times do
+                let clock = Stopwatch.StartNew()
+                once step
+                measured.Add clock.Elapsed.TotalMilliseconds
+        times |> List.map (fun measured -> median (measured.ToArray()))
 
     let private validate (options: TimingOptions) =
         let problems =
@@ -96,7 +99,7 @@ module Timing =
 
     /// <summary>Times a model on random images (CPU, float32): inference, a vanilla training step and, for BAKE, the
     /// BAKE step and BAKE's own soft-target + KD computation. The median of <c>Iterations</c> timed runs after
-    /// <c>Warmup</c> untimed ones; the optimizer update is not included (as in pycls).</summary>
+    /// <c>Warmup</c> untimed ones, the steps interleaved; the optimizer update is not included (as in pycls).</summary>
     /// <exception cref="T:Bake.Core.UsageException">An unknown model, or a count or size out of range.</exception>
     [<CompiledName("Measure")>]
     let measure (options: TimingOptions) : TimingResult =
@@ -106,35 +109,40 @@ module Timing =
         let n, c, s = int64 options.Batch, int64 options.Channels, int64 options.ImageSize
         use images = torch.randn (n, c, s, s)
         use labels = torch.randint (int64 options.Classes, [| n |], dtype = torch.int64)
-        let time = timeMs options.Warmup options.Iterations
-        model.eval ()
-        let forward =
-            time (fun () ->
-                use _ = torch.no_grad ()
-                model.forward images |> ignore)
-        model.train ()
-        let trainStep =
-            time (fun () ->
-                model.zero_grad ()
-                (Losses.vanilla (model.forward images, labels)).Total.backward ())
-        let bakeStep, softTargetsKd =
+        // Frees the fixed features and logits of the BAKE measurement at the end.
+        use _ = torch.NewDisposeScope()
+        // Inference in eval mode; the training steps switch the model back to train mode.
+        let forward () =
+            model.eval ()
+            use _ = torch.no_grad ()
+            model.forward images |> ignore
+        let trainStep () =
+            model.train ()
+            model.zero_grad ()
+            (Losses.vanilla (model.forward images, labels)).Total.backward ()
+        let bakeSteps =
             match options.Bake with
-            | None -> None, None
+            | None -> []
             | Some bake ->
-                let step =
-                    time (fun () ->
-                        model.zero_grad ()
-                        let output = Classifier.featuresAndLogits (model, images)
-                        (Losses.bake (output.Features, output.Logits, labels, bake)).Total.backward ())
+                let bakeStep () =
+                    model.train ()
+                    model.zero_grad ()
+                    let output = Classifier.featuresAndLogits (model, images)
+                    (Losses.bake (output.Features, output.Logits, labels, bake)).Total.backward ()
                 // BAKE's own work on one batch's (fixed) features and logits: what a step pays on top of CE.
-                use output = using (torch.no_grad ()) (fun _ -> Classifier.featuresAndLogits (model, images))
-                use logits = output.Logits.detach().clone().requires_grad_ true
-                let extra =
-                    time (fun () ->
-                        logits.grad <- null
-                        let targets = Propagation.softTargets (output.Features, logits, bake)
-                        (Losses.distillation (logits, targets, bake.Temperature)).backward ())
-                Some step, Some extra
+                let output = using (torch.no_grad ()) (fun _ -> Classifier.featuresAndLogits (model, images))
+                let logits = output.Logits.detach().clone().requires_grad_ true
+                let softTargetsKd () =
+                    logits.grad <- null
+                    let targets = Propagation.softTargets (output.Features, logits, bake)
+                    (Losses.distillation (logits, targets, bake.Temperature)).backward ()
+                [ bakeStep; softTargetsKd ]
+        let medians = timeInterleaved options.Warmup options.Iterations ([ forward; trainStep ] @ bakeSteps)
+        let forward, trainStep = medians[0], medians[1]
+        let bakeStep, softTargetsKd =
+            match medians with
+            | [ _; _; step; extra ] -> Some step, Some extra
+            | _ -> None, None
         { Options = options
           Parameters = Classifier.parameterCount model
           Threads = torch.get_num_threads ()
