@@ -21,8 +21,8 @@ public static class SoftTargets
     }
 }
 
-/// <summary>The BAKE loss and its named terms.</summary>
-public sealed class BakeLossResult
+/// <summary>The BAKE loss and its named terms. Disposing it frees the three tensors (after <c>backward()</c>).</summary>
+public sealed class BakeLossResult : IDisposable
 {
     internal BakeLossResult(torch.Tensor total, torch.Tensor crossEntropy, torch.Tensor distillation)
     {
@@ -39,6 +39,14 @@ public sealed class BakeLossResult
 
     /// <summary>The unweighted distillation term τ²·KL(Q ‖ softmax(z/τ)), averaged over the batch.</summary>
     public torch.Tensor Distillation { get; }
+
+    /// <summary>Frees <see cref="Total"/>, <see cref="CrossEntropy"/> and <see cref="Distillation"/>.</summary>
+    public void Dispose()
+    {
+        Total.Dispose();
+        CrossEntropy.Dispose();
+        Distillation.Dispose();
+    }
 }
 
 /// <summary>The BAKE training loss, paper Eq. (2) with the soft targets of Eq. (9).</summary>
