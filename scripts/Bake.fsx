@@ -12,6 +12,7 @@
 #r "../src/Bake.Cli/bin/Release/net10.0/linux-x64/YamlDotNet.dll"
 #r "../src/Bake.Cli/bin/Release/net10.0/linux-x64/ScottPlot.dll"
 #r "../src/Bake.Cli/bin/Release/net10.0/linux-x64/SkiaSharp.dll"
+#r "../src/Bake.Cli/bin/Release/net10.0/linux-x64/TorchSharp.PyBridge.dll"
 
 open System
 open System.IO

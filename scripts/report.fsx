@@ -141,11 +141,13 @@ let write (root: string) (results: string) (studies: (string * string * (string 
                 groups
                 |> List.filter (fun (g, _) -> g = "vanilla" || g = "bake-m1" || g = "bake-m3")
                 |> List.map (fun (g, rs) -> let xs, ys, es = meanCurve rs in g, xs, ys, es)
-            if not curves.IsEmpty then
-                let file = $"{study}-top1.png"
-                Plots.lines ($"{study}: test top-1 (mean ± std over seeds)", "epoch", "test top-1 (%)", curves, Path.Combine(figures, file))
-                line $"![test top-1 curves](figures/{file})"
-                line ""
+            let figure (suffix: string) (title: string) (xLabel: string) series (alt: string) =
+                if not (List.isEmpty series) then
+                    let file = $"{study}-{suffix}.png"
+                    Plots.lines ($"{study}: {title}", xLabel, "test top-1 (%)", series, Path.Combine(figures, file))
+                    line $"![{alt}](figures/{file})"
+                    line ""
+            figure "top1" "test top-1 (mean ± std over seeds)" "epoch" curves "test top-1 curves"
             let robustness =
                 groups
                 |> List.filter (fun (g, _) -> g = "vanilla" || g = "bake-m1")
@@ -155,24 +157,17 @@ let write (root: string) (results: string) (studies: (string * string * (string 
                     g, Array.append [| 0.0 |] eps,
                     Array.append [| Statistics.mean (rs |> List.map (fun r -> r.FinalTop1) |> Array.ofList) |] (values |> Array.map Statistics.mean),
                     Array.append [| Statistics.standardDeviation (rs |> List.map (fun r -> r.FinalTop1) |> Array.ofList) |] (values |> Array.map Statistics.standardDeviation))
-            if not robustness.IsEmpty then
-                let file = $"{study}-fgsm.png"
-                Plots.lines ($"{study}: top-1 under FGSM", "ε (pixel units)", "test top-1 (%)", robustness, Path.Combine(figures, file))
-                line $"![FGSM robustness](figures/{file})"
-                line ""
+            figure "fgsm" "top-1 under FGSM" "ε (pixel units)" robustness "FGSM robustness"
             let omega =
                 groups
                 |> List.filter (fun (g, _) -> g.StartsWith "omega-")
                 |> List.map (fun (g, rs) -> Double.Parse(g.Substring 6, inv), rs |> List.map (fun r -> r.FinalTop1) |> Array.ofList)
                 |> List.sortBy fst
             if omega.Length > 1 then
-                let file = $"{study}-omega.png"
                 let xs = omega |> List.map fst |> Array.ofList
-                Plots.lines ($"{study}: final top-1 vs ω", "ω", "test top-1 (%)",
-                             [ "BAKE", xs, omega |> List.map (snd >> Statistics.mean) |> Array.ofList, omega |> List.map (snd >> Statistics.standardDeviation) |> Array.ofList ],
-                             Path.Combine(figures, file))
-                line $"![accuracy vs omega](figures/{file})"
-                line ""
+                let means = omega |> List.map (snd >> Statistics.mean) |> Array.ofList
+                let stds = omega |> List.map (snd >> Statistics.standardDeviation) |> Array.ofList
+                figure "omega" "final top-1 vs ω" "ω" [ "BAKE", xs, means, stds ] "accuracy vs omega"
     let path = Path.Combine(docs, "results-tables.md")
     Bake.Core.Files.writeAllTextAtomic path (text.ToString())
     printfn "wrote %s" path

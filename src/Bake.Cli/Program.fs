@@ -14,6 +14,7 @@ let private version () =
 
 [<EntryPoint>]
 let main argv =
+    Bake.Core.Runtime.usePassiveOpenMpWait ()
     let parser = ArgumentParser.Create<BakeArgs>(programName = "bake")
     try
         let results = parser.ParseCommandLine(argv, raiseOnUsage = true)

@@ -42,13 +42,13 @@ module RunFiles =
         @ [ "train_top1"; "test_top1"; "test_top5"; "test_nll"; "test_ece"; "seconds" ]
         |> String.concat ","
 
-    /// <summary>One CSV row; empty test cells for epochs that were not evaluated.</summary>
+    /// <summary>One CSV row; <c>nan</c> in the test cells of epochs that were not evaluated (TRAIN.EVAL_PERIOD).</summary>
     [<CompiledName("SummaryRow")>]
     let summaryRow (row: EpochSummary) : string =
         let test =
             match row.Test with
             | Some m -> [ number m.Top1; number m.Top5; number m.Nll; number m.Ece ]
-            | None -> [ ""; ""; ""; "" ]
+            | None -> [ "nan"; "nan"; "nan"; "nan" ]
         [ string row.Epoch; string row.Iterations; number row.LearningRate; number row.TrainLoss ]
         @ (row.TrainTerms |> List.map (snd >> number))
         @ [ number row.TrainTop1 ] @ test @ [ row.Seconds.ToString("F3", invariant) ]
