@@ -326,9 +326,9 @@ module Trainer =
     /// the test split of a dataset (by default the run's own, read from its config.yaml).</summary>
     [<CompiledName("EvaluateCheckpoint")>]
     let evaluateCheckpoint (path: string, datasetSpec: string option, workers: int, batchSize: int) : CheckpointState * EvalMetrics =
-        let checkpoint =
-            Checkpoints.ofPath path
-        let state = Checkpoints.readState checkpoint
+        let checkpoint = Checkpoints.ofPath path
+        let state, model = Checkpoints.loadModel checkpoint
+        use model = model
         let spec =
             match datasetSpec with
             | Some spec -> spec
@@ -339,8 +339,6 @@ module Trainer =
         let dataset = Datasets.load (spec, None)
         if dataset.Classes.Length <> state.Classes.Length then
             raise (BakeException $"dataset {spec} has {dataset.Classes.Length} classes but the checkpoint {checkpoint} was trained on {state.Classes.Length}")
-        use model = Models.create (state.Model, state.Classes.Length, state.ImageShape[0], state.ImageShape[1])
-        Checkpoints.load (checkpoint, model, None)
         state, evaluate (model, dataset, Transforms.forEvaluation dataset, batchSize, torch.CPU, workers)
 
 /// <summary>Clean, calibrated, adversarial and corrupted test metrics of one model.</summary>
@@ -364,15 +362,13 @@ module Robustness =
     /// at each ε and under each corruption at severities 1–3.</summary>
     [<CompiledName("Evaluate")>]
     let evaluate (path: string, fgsm: float list, corruptions: Corruption list, calibrate: bool, batchSize: int, workers: int) : RobustnessReport =
-        let checkpoint =
-            Checkpoints.ofPath path
+        let checkpoint = Checkpoints.ofPath path
         let runConfig = Path.Combine(checkpoint, "..", "..", "config.yaml") |> Path.GetFullPath
         if not (File.Exists runConfig) then raise (BakeException $"{checkpoint}: the run's config.yaml is missing ({runConfig})")
         let settings = Settings.ofConfigOrThrow (Configs.load runConfig [])
-        let state = Checkpoints.readState checkpoint
         let dataset = Datasets.load (settings.Dataset, (if settings.Format = "auto" then None else Some settings.Format))
-        use model = Models.create (state.Model, state.Classes.Length, state.ImageShape[0], state.ImageShape[1])
-        Checkpoints.load (checkpoint, model, None)
+        let _, model = Checkpoints.loadModel checkpoint
+        use model = model
         let transform = Transforms.forEvaluation dataset
         let logitsOf (split: ISplit) perturbation =
             Evaluation.logits (model, split, transform, dataset.Mean, dataset.Std, batchSize, torch.CPU, workers, perturbation)
