@@ -34,20 +34,22 @@ let trainingReporter (logPeriod: int) : Action<TrainingEvent> =
             printfn "epoch %d: train loss %.4f (%s) top-1 %.2f%% | %s | %.1fs" row.Epoch row.TrainLoss terms row.TrainTop1 test row.Seconds
         | CheckpointWritten path -> if not interactive then printfn "checkpoint %s" path)
 
-/// Prints the final and best-epoch results of a run, labelled.
-let printOutcome (outcome: TrainingOutcome) =
-    if outcome.Cancelled then
-        printfn "stopped: a resumable checkpoint is in %s (continue with --resume)" outcome.OutDir
-    match outcome.Final with
-    | Some m -> printfn "final epoch %d: %s" outcome.History.Length (metricsText m)
-    | None -> ()
-    match outcome.Best with
-    | Some (epoch, m) -> printfn "best epoch %d: %s" epoch (metricsText m)
-    | None -> ()
-    printfn "run directory: %s" outcome.OutDir
-
 /// Prints per-class accuracy as a table.
 let printPerClass (classes: string[]) (m: EvalMetrics) =
     printfn "per-class top-1:"
     for i in 0 .. min (classes.Length - 1) (m.PerClassTop1.Length - 1) do
         printfn "  %-24s %6.2f%%" classes[i] m.PerClassTop1[i]
+
+/// Prints the final and best-epoch results of a run, labelled.
+let printOutcome (outcome: TrainingOutcome) =
+    if outcome.Cancelled then
+        printfn "stopped: a resumable checkpoint is in %s (continue with --resume)" outcome.OutDir
+    match outcome.Final with
+    | Some m ->
+        printPerClass outcome.Classes m
+        printfn "final epoch %d: %s" outcome.History.Length (metricsText m)
+    | None -> ()
+    match outcome.Best with
+    | Some (epoch, m) -> printfn "best epoch %d: %s" epoch (metricsText m)
+    | None -> ()
+    printfn "run directory: %s" outcome.OutDir

@@ -26,7 +26,9 @@ type TrainArgs =
             | Device _ -> "cpu, cuda or cuda:N (default cpu)."
 
 type EvalArgs =
-    | [<Mandatory>] Checkpoint of path: string
+    | Checkpoint of path: string
+    | [<AltCommandLine("-w")>] Weights of path: string
+    | Model of name: string
     | Dataset of spec: string
     | Batch_Size of size: int
     | Workers of count: int
@@ -37,6 +39,8 @@ type EvalArgs =
     interface IArgParserTemplate with
         member this.Usage =
             match this with
+            | Weights _ -> "weights to evaluate instead of a checkpoint (.pth/.safetensors state dict, torchvision names, or an official BAKE/pycls checkpoint); needs --model and --dataset."
+            | Model _ -> "with --weights: the registered model the weights belong to (bake info lists them)."
             | Checkpoint _ -> "a checkpoint folder, or a run directory (its last checkpoint: the final model; checkpoints/<folder> for another)."
             | Fgsm _ -> "FGSM accuracy at these ε (pixel units in [0, 1], comma-separated), e.g. --fgsm 0.01,0.03,0.1."
             | Corruption _ -> "accuracy under corruptions at severities 1–3: gaussian-noise, gaussian-blur (comma-separated)."
@@ -51,7 +55,7 @@ let resolveConfig (args: ParseResults<TrainArgs>) : Config =
     let overrides =
         args.GetResults Set
         @ (args.TryGetResult TrainArgs.Out |> Option.map (fun d -> "OUT_DIR=" + d) |> Option.toList)
-        @ (args.TryGetResult Weights |> Option.map (fun w -> "TRAIN.WEIGHTS=" + w) |> Option.toList)
+        @ (args.TryGetResult TrainArgs.Weights |> Option.map (fun w -> "TRAIN.WEIGHTS=" + w) |> Option.toList)
         @ (args.TryGetResult Device |> Option.map (fun d -> "DEVICE=" + d) |> Option.toList)
     match args.TryGetResult Config with
     | Some path -> Configs.load path overrides
@@ -100,7 +104,7 @@ let private robustness (args: ParseResults<EvalArgs>) : int =
         |> Option.map (fun t -> parseList "--corruption" t parseCorruption "gaussian-noise or gaussian-blur")
         |> Option.defaultValue []
     let report =
-        Robustness.evaluate (args.GetResult Checkpoint, fgsm, corruptions, args.Contains Calibrate, args.GetResult(Batch_Size, 256), args.GetResult(Workers, 2))
+        Robustness.evaluate (args.GetResult EvalArgs.Checkpoint, fgsm, corruptions, args.Contains Calibrate, args.GetResult(Batch_Size, 256), args.GetResult(Workers, 2))
     let line (label: string) (m: EvalMetrics) =
         printfn "%-28s top-1 %6.2f%%  top-5 %6.2f%%  NLL %.4f  ECE %5.2f%%" label m.Top1 m.Top5 m.Nll m.Ece
     printfn "%s" report.Checkpoint
@@ -111,10 +115,25 @@ let private robustness (args: ParseResults<EvalArgs>) : int =
     args.TryGetResult EvalArgs.Out |> Option.iter (fun path -> Files.writeAllTextAtomic path (Robustness.toJson report))
     0
 
+let private printMetrics (what: string) (model: string) (classes: string[]) (metrics: EvalMetrics) =
+    printfn "%s (%s, %d images): top-1 %.2f%%  top-5 %.2f%%  NLL %.4f  ECE %.2f%%" what model metrics.Count metrics.Top1 metrics.Top5 metrics.Nll metrics.Ece
+    Terminal.printPerClass classes metrics
+
 let eval (args: ParseResults<EvalArgs>) : int =
-    if args.Contains Fgsm || args.Contains Corruption || args.Contains Calibrate || args.Contains EvalArgs.Out then robustness args else
-    let state, metrics =
-        Trainer.evaluateCheckpoint (args.GetResult Checkpoint, args.TryGetResult Dataset, args.GetResult(Workers, 2), args.GetResult(Batch_Size, 256))
-    printfn "%s (%s, %d images): top-1 %.2f%%  top-5 %.2f%%  NLL %.4f  ECE %.2f%%" (args.GetResult Checkpoint) state.Model metrics.Count metrics.Top1 metrics.Top5 metrics.Nll metrics.Ece
-    Terminal.printPerClass state.Classes metrics
-    0
+    let workers, batchSize = args.GetResult(Workers, 2), args.GetResult(Batch_Size, 256)
+    match args.TryGetResult Checkpoint, args.TryGetResult EvalArgs.Weights with
+    | Some _, Some _ -> raise (UsageException "eval: give either --checkpoint or --weights, not both")
+    | None, None -> raise (UsageException "eval: give --checkpoint PATH (a run or checkpoint folder) or --weights PATH --model NAME --dataset SPEC")
+    | None, Some weights ->
+        match args.TryGetResult Model, args.TryGetResult Dataset with
+        | Some model, Some dataset ->
+            let classes, metrics = Trainer.evaluateWeights (weights, model, dataset, workers, batchSize)
+            printMetrics weights model classes metrics
+            0
+        | _ -> raise (UsageException "eval --weights needs --model NAME and --dataset SPEC (the weights carry neither)")
+    | Some checkpoint, None ->
+        if args.Contains Fgsm || args.Contains Corruption || args.Contains Calibrate || args.Contains EvalArgs.Out then robustness args
+        else
+            let state, metrics = Trainer.evaluateCheckpoint (checkpoint, args.TryGetResult Dataset, workers, batchSize)
+            printMetrics checkpoint state.Model state.Classes metrics
+            0

@@ -341,6 +341,16 @@ module Trainer =
             raise (BakeException $"dataset {spec} has {dataset.Classes.Length} classes but the checkpoint {checkpoint} was trained on {state.Classes.Length}")
         state, evaluate (model, dataset, Transforms.forEvaluation dataset, batchSize, torch.CPU, workers)
 
+    /// <summary>Evaluates weights from anywhere (a torchvision or official BAKE/pycls state dict, a .safetensors file)
+    /// in a registered model on the test split of a dataset; the model is built for the dataset's classes and image
+    /// shape.</summary>
+    [<CompiledName("EvaluateWeights")>]
+    let evaluateWeights (weights: string, modelName: string, datasetSpec: string, workers: int, batchSize: int) : string[] * EvalMetrics =
+        let dataset = Datasets.load (datasetSpec, None)
+        use model = Models.create (modelName, dataset.Classes.Length, dataset.ImageShape[0], dataset.ImageShape[1])
+        Weights.load (model, weights)
+        dataset.Classes, evaluate (model, dataset, Transforms.forEvaluation dataset, batchSize, torch.CPU, workers)
+
 /// <summary>Clean, calibrated, adversarial and corrupted test metrics of one model.</summary>
 [<NoComparison>]
 type RobustnessReport =
