@@ -232,6 +232,11 @@ module Settings =
         check (decay >= 0.0) $"OPTIM.WEIGHT_DECAY = {decay} is invalid: expected a value >= 0"
         check (not (Configs.bool config "TRAIN.SHUFFLE_BN")) "TRAIN.SHUFFLE_BN = True needs several GPUs; Bake runs one process (set it False)"
         check (not (Configs.bool config "TRAIN.JITTER")) "TRAIN.JITTER = True (colour jitter) is not implemented (set it False)"
+        check (not (Configs.bool config "BN.USE_PRECISE_STATS")) "BN.USE_PRECISE_STATS = True (precise BN statistics) is not implemented (set it False)"
+        let trainSplit = Configs.string config "TRAIN.SPLIT"
+        check (trainSplit = "train") $"TRAIN.SPLIT = {trainSplit} is not supported: Bake trains on the dataset's train split (set train)"
+        let testSplit = Configs.string config "TEST.SPLIT"
+        check (testSplit = "test" || testSplit = "val") $"TEST.SPLIT = {testSplit} is not supported: expected test or val (the dataset's held-out split)"
         let augment =
             match (Configs.string config "DATA.AUGMENT").ToLowerInvariant() with
             | "auto" -> true

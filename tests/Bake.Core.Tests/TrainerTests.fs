@@ -127,6 +127,20 @@ let tests =
                 Expect.stringContains error.Message "no checkpoint" "explains")
         }
 
+        test "TRAIN.IM_SIZE other than the native size trains on random-resized crops and evaluates at that size" {
+            withRunDir (fun dir ->
+                let outcome = runTiny dir [ "OPTIM.MAX_EPOCH=1"; "TRAIN.IM_SIZE=20" ] ignore CancellationToken.None
+                let state = Checkpoints.readState (Checkpoints.ofPath dir)
+                Expect.sequenceEqual state.ImageShape [| 1; 20; 20 |] "the model was built for 20×20"
+                let _, metrics = Trainer.evaluateCheckpoint (dir, None, 1, 500)
+                Expect.floatClose Accuracy.veryHigh metrics.Top1 outcome.Final.Value.Top1 "eval uses the run's test transform")
+        }
+
+        test "unsupported pycls settings are refused, not ignored" {
+            let problems = problemsOf (Settings.ofConfig (tinyConfig "unused" [ "TRAIN.SPLIT=val"; "TEST.SPLIT=train"; "BN.USE_PRECISE_STATS=True" ]))
+            Expect.hasLength problems 3 $"three problems: {problems}"
+        }
+
         test "an unwritable run directory is a clear error" {
             let error = throwsWith<BakeException> (fun () -> runTiny "/proc/bake-cannot-write" [] ignore CancellationToken.None |> ignore)
             Expect.stringContains error.Message "/proc/bake-cannot-write" "names the directory"

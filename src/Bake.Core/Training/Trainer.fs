@@ -120,6 +120,33 @@ module Trainer =
             | [] -> None
             | evaluated -> Some(evaluated |> List.maxBy (fun (epoch, m) -> m.Top1, -epoch))
 
+    /// <summary>The training and test transforms and the input size. The dataset's presets (native size up to 64 px,
+    /// else 224 crops from resizes to 256) unless TRAIN.IM_SIZE / TEST.IM_SIZE ask for another size: then training uses
+    /// a random-resized crop to IM_SIZE (scale 0.08–1, the official TinyImageNet and ImageNet recipes) and testing a
+    /// resize to TEST.IM_SIZE (default IM_SIZE, or IM_SIZE·256/224 for large images) and a center crop of IM_SIZE.</summary>
+    [<CompiledName("TransformsFor")>]
+    let transformsFor (settings: TrainingSettings) (dataset: Dataset) : TransformSpec * TransformSpec * int =
+        let side = min dataset.ImageShape[1] dataset.ImageShape[2]
+        let small = side <= 64
+        let native = if small then side else 224
+        let size = if settings.ImageSize > 0 then settings.ImageSize else native
+        let training = if settings.Augment then Transforms.forTraining dataset else Transforms.forEvaluation dataset
+        let evaluation = Transforms.forEvaluation dataset
+        let train =
+            if size = native then training
+            elif settings.Augment then
+                { training with RandomCrop = None; ResizeCenterCrop = None
+                                RandomResizedCrop = Some { Size = size; Scale = (0.08, 1.0); Ratio = (3.0 / 4.0, 4.0 / 3.0) } }
+            else { evaluation with ResizeCenterCrop = Some { Resize = size; Crop = size } }
+        let testResize =
+            if settings.TestImageSize > 0 then settings.TestImageSize
+            elif small then size
+            else size * 256 / 224
+        let test =
+            if size = native && settings.TestImageSize = 0 then evaluation
+            else { evaluation with ResizeCenterCrop = Some { Resize = testResize; Crop = size } }
+        train, test, size
+
     /// <summary>Trains a model as the settings say, writing config.yaml, log.jsonl, summary.csv and checkpoints
     /// into <c>settings.OutDir</c>. With <paramref name="resume"/>, continues from the last checkpoint there (and
     /// ends with the same summary as an uninterrupted run). Cancellation stops after the current iteration and
@@ -157,14 +184,13 @@ module Trainer =
                 fst (splitTraining (dataset.Train, settings.PerClass, settings.HoldoutPerClass, settings.Seed))
             else dataset.Train
         let classes = if settings.Classes > 0 then settings.Classes else dataset.Classes.Length
-        let channels, size = dataset.ImageShape[0], (if settings.ImageSize > 0 then settings.ImageSize else dataset.ImageShape[1])
+        let trainTransform, testTransform, size = transformsFor settings dataset
+        let channels = dataset.ImageShape[0]
         torch.manual_seed (int64 settings.Seed) |> ignore
         use model = Models.create (settings.Model, classes, channels, size)
         if settings.Weights <> "" then Weights.load (model, settings.Weights)
         model.``to`` device |> ignore
         use optimizer = Optimizer.sgd (model, settings.Optimizer, settings.Schedule.BaseLr)
-        let trainTransform = if settings.Augment then Transforms.forTraining dataset else Transforms.forEvaluation dataset
-        let testTransform = Transforms.forEvaluation testDataset
         let configHash = Configs.hash config
         let startState =
             match existing with
@@ -329,17 +355,22 @@ module Trainer =
         let checkpoint = Checkpoints.ofPath path
         let state, model = Checkpoints.loadModel checkpoint
         use model = model
+        let runConfig = Path.Combine(checkpoint, "..", "..", "config.yaml") |> Path.GetFullPath
+        let settings = if File.Exists runConfig then Some(Settings.ofConfigOrThrow (Configs.load runConfig [])) else None
         let spec =
-            match datasetSpec with
-            | Some spec -> spec
-            | None ->
-                let runConfig = Path.Combine(checkpoint, "..", "..", "config.yaml") |> Path.GetFullPath
-                if File.Exists runConfig then Configs.string (Configs.load runConfig []) "TRAIN.DATASET"
-                else raise (UsageException $"{path}: the run's config.yaml was not found next to the checkpoint; pass --dataset")
+            match datasetSpec, settings with
+            | Some spec, _ -> spec
+            | None, Some settings -> settings.Dataset
+            | None, None -> raise (UsageException $"{path}: the run's config.yaml was not found next to the checkpoint; pass --dataset")
         let dataset = Datasets.load (spec, None)
         if dataset.Classes.Length <> state.Classes.Length then
             raise (BakeException $"dataset {spec} has {dataset.Classes.Length} classes but the checkpoint {checkpoint} was trained on {state.Classes.Length}")
-        state, evaluate (model, dataset, Transforms.forEvaluation dataset, batchSize, torch.CPU, workers)
+        // The run's own test transform (its TRAIN/TEST.IM_SIZE), else the dataset's preset.
+        let transform =
+            match settings with
+            | Some settings -> let _, test, _ = transformsFor settings dataset in test
+            | None -> Transforms.forEvaluation dataset
+        state, evaluate (model, dataset, transform, batchSize, torch.CPU, workers)
 
     /// <summary>Evaluates weights from anywhere (a torchvision or official BAKE/pycls state dict, a .safetensors file)
     /// in a registered model on the test split of a dataset; the model is built for the dataset's classes and image
@@ -379,7 +410,7 @@ module Robustness =
         let dataset = Datasets.load (settings.Dataset, (if settings.Format = "auto" then None else Some settings.Format))
         let _, model = Checkpoints.loadModel checkpoint
         use model = model
-        let transform = Transforms.forEvaluation dataset
+        let _, transform, _ = Trainer.transformsFor settings dataset
         let logitsOf (split: ISplit) perturbation =
             Evaluation.logits (model, split, transform, dataset.Mean, dataset.Std, batchSize, torch.CPU, workers, perturbation)
         let metrics split perturbation temperature =
