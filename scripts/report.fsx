@@ -120,6 +120,11 @@ let write (root: string) (results: string) (studies: (string * string * (string 
     line "(ε in [0, 1] pixel units; noise σ = 0.08/0.18/0.38, blur σ = 0.5/1.0/1.5 px). T-scaling fits a temperature on 100"
     line "held-out training images per class that were never trained on. *steps* = SGD iterations of the whole run."
     line ""
+    // The hand-written reading of the numbers (docs/findings.md) goes first, then every generated table.
+    let findings = Path.Combine(docs, "findings.md")
+    if File.Exists findings then
+        line (File.ReadAllText(findings).TrimEnd())
+        line ""
     for study, description, runs in studies do
         let runResults =
             runs |> List.choose (fun (name, methodName, _) -> read (Path.Combine(results, study, name)) name methodName)
@@ -168,6 +173,6 @@ let write (root: string) (results: string) (studies: (string * string * (string 
                 let means = omega |> List.map (snd >> Statistics.mean) |> Array.ofList
                 let stds = omega |> List.map (snd >> Statistics.standardDeviation) |> Array.ofList
                 figure "omega" "final top-1 vs ω" "ω" [ "BAKE", xs, means, stds ] "accuracy vs omega"
-    let path = Path.Combine(docs, "results-tables.md")
+    let path = Path.Combine(docs, "results.md")
     Bake.Core.Files.writeAllTextAtomic path (text.ToString())
     printfn "wrote %s" path
