@@ -89,6 +89,15 @@ type TrainingSettings =
         | CsKd _ -> this.BatchSize / 2
         | _ -> this.BatchSize / (this.IntraImages + 1)
 
+    /// <summary>DATA.FORMAT as <see cref="M:Bake.Core.Data.Datasets.Load"/> takes it: None to detect the format.</summary>
+    member this.DataFormat = if this.Format = "auto" then None else Some this.Format
+
+    /// <summary>The dataset (and its format) whose test split the run evaluates on: TEST.DATASET when it names
+    /// another dataset (its format detected), else the training dataset in DATA.FORMAT.</summary>
+    member this.TestData =
+        if String.IsNullOrWhiteSpace this.TestDataset || this.TestDataset = this.Dataset then this.Dataset, this.DataFormat
+        else this.TestDataset, None
+
 /// <summary>From a resolved config to validated <see cref="T:Bake.Core.TrainingSettings"/>.</summary>
 [<RequireQualifiedAccess>]
 module Settings =

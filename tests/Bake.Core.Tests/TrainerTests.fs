@@ -141,6 +141,21 @@ let tests =
             Expect.hasLength problems 3 $"three problems: {problems}"
         }
 
+        test "a run directory evaluates by default on the dataset the run evaluated on (TEST.DATASET)" {
+            withRunDir (fun dir ->
+                // A test dataset other than the training one: the embedded files with its training images as the test split.
+                let testData = Path.Combine(dir, "test-data")
+                Directory.CreateDirectory testData |> ignore
+                let embedded = Data.Datasets.embeddedDirectory ()
+                for file in [ "train-images-idx3-ubyte.gz"; "train-labels-idx1-ubyte.gz" ] do
+                    File.Copy(Path.Combine(embedded, file), Path.Combine(testData, file))
+                    File.Copy(Path.Combine(embedded, file), Path.Combine(testData, file.Replace("train", "t10k")))
+                let outcome = runTiny (Path.Combine(dir, "run")) [ "OPTIM.MAX_EPOCH=1"; "TEST.DATASET=" + testData ] ignore CancellationToken.None
+                let _, metrics = Trainer.evaluateCheckpoint (Path.Combine(dir, "run"), None, 1, 500)
+                Expect.equal metrics.Count outcome.Final.Value.Count "the same test images"
+                Expect.floatClose Accuracy.veryHigh metrics.Top1 outcome.Final.Value.Top1 "the same top-1")
+        }
+
         test "an unwritable run directory is a clear error" {
             let error = throwsWith<BakeException> (fun () -> runTiny "/proc/bake-cannot-write" [] ignore CancellationToken.None |> ignore)
             Expect.stringContains error.Message "/proc/bake-cannot-write" "names the directory"

@@ -170,6 +170,17 @@ module Checkpoints =
     [<CompiledName("RunDirectory")>]
     let runDirectory (checkpoint: string) : string = Path.GetFullPath(Path.Combine(checkpoint, "..", ".."))
 
+    /// <summary>The run a checkpoint folder belongs to: the path of its config.yaml, the config and its validated
+    /// settings; None when there is no config.yaml two levels up (a checkpoint folder copied elsewhere).</summary>
+    /// <exception cref="T:Bake.Core.UsageException">The run's config.yaml is invalid.</exception>
+    [<CompiledName("RunConfig")>]
+    let runConfig (checkpoint: string) : (string * Config * TrainingSettings) option =
+        let path = Path.Combine(runDirectory checkpoint, "config.yaml")
+        if File.Exists path then
+            let config = Configs.load path []
+            Some(path, config, Settings.ofConfigOrThrow config)
+        else None
+
     /// <summary>A checkpoint's state and its model with the checkpoint's weights, in eval mode on the CPU. The caller
     /// owns (and disposes) the model.</summary>
     /// <exception cref="T:Bake.Core.BakeException">The state or the weights cannot be read or do not fit.</exception>

@@ -175,10 +175,11 @@ module Trainer =
         if resume && existing.IsNone then
             let expected = Path.Combine(runDir, "checkpoints", "last.json")
             raise (UsageException $"--resume: no checkpoint in {runDir} (expected {expected})")
-        let dataset = Datasets.load (settings.Dataset, (if settings.Format = "auto" then None else Some settings.Format))
+        let dataset = Datasets.load (settings.Dataset, settings.DataFormat)
         let testDataset =
-            if String.IsNullOrWhiteSpace settings.TestDataset || settings.TestDataset = settings.Dataset then dataset
-            else Datasets.load (settings.TestDataset, None)
+            match settings.TestData with
+            | spec, _ when spec = settings.Dataset -> dataset
+            | spec, format -> Datasets.load (spec, format)
         let train =
             if settings.PerClass > 0 || settings.HoldoutPerClass > 0 then
                 fst (splitTraining (dataset.Train, settings.PerClass, settings.HoldoutPerClass, settings.Seed))
@@ -349,27 +350,29 @@ module Trainer =
               Models.describe model ]
 
     /// <summary>Evaluates a checkpoint (a checkpoint folder, or a run directory: its last checkpoint, i.e. the final model) on
-    /// the test split of a dataset (by default the run's own, read from its config.yaml).</summary>
+    /// the test split of a dataset (by default the one the run evaluated on, read from its config.yaml: TEST.DATASET, else
+    /// TRAIN.DATASET in DATA.FORMAT). Images are normalised with the checkpoint's mean and std, as in training.</summary>
     [<CompiledName("EvaluateCheckpoint")>]
     let evaluateCheckpoint (path: string, datasetSpec: string option, workers: int, batchSize: int) : CheckpointState * EvalMetrics =
         let checkpoint = Checkpoints.ofPath path
         let state, model = Checkpoints.loadModel checkpoint
         use model = model
-        let runConfig = Path.Combine(checkpoint, "..", "..", "config.yaml") |> Path.GetFullPath
-        let settings = if File.Exists runConfig then Some(Settings.ofConfigOrThrow (Configs.load runConfig [])) else None
-        let spec =
+        let settings = Checkpoints.runConfig checkpoint |> Option.map (fun (_, _, settings) -> settings)
+        let spec, format =
             match datasetSpec, settings with
-            | Some spec, _ -> spec
-            | None, Some settings -> settings.Dataset
+            | Some spec, _ -> spec, None
+            | None, Some settings -> settings.TestData
             | None, None -> raise (UsageException $"{path}: the run's config.yaml was not found next to the checkpoint; pass --dataset")
-        let dataset = Datasets.load (spec, None)
+        let dataset = Datasets.load (spec, format)
         if dataset.Classes.Length <> state.Classes.Length then
             raise (BakeException $"dataset {spec} has {dataset.Classes.Length} classes but the checkpoint {checkpoint} was trained on {state.Classes.Length}")
+        // The model expects the training data's normalisation, whatever dataset it is evaluated on.
+        let normalisedAsTrained = { dataset with Mean = state.Mean; Std = state.Std }
         // The run's own test transform (its TRAIN/TEST.IM_SIZE), else the dataset's preset.
         let transform =
             match settings with
-            | Some settings -> let _, test, _ = transformsFor settings dataset in test
-            | None -> Transforms.forEvaluation dataset
+            | Some settings -> let _, test, _ = transformsFor settings normalisedAsTrained in test
+            | None -> Transforms.forEvaluation normalisedAsTrained
         state, evaluate (model, dataset, transform, batchSize, torch.CPU, workers)
 
     /// <summary>Evaluates weights from anywhere (a torchvision or official BAKE/pycls state dict, a .safetensors file)
@@ -404,10 +407,13 @@ module Robustness =
     [<CompiledName("Evaluate")>]
     let evaluate (path: string, fgsm: float list, corruptions: Corruption list, calibrate: bool, batchSize: int, workers: int) : RobustnessReport =
         let checkpoint = Checkpoints.ofPath path
-        let runConfig = Path.Combine(checkpoint, "..", "..", "config.yaml") |> Path.GetFullPath
-        if not (File.Exists runConfig) then raise (BakeException $"{checkpoint}: the run's config.yaml is missing ({runConfig})")
-        let settings = Settings.ofConfigOrThrow (Configs.load runConfig [])
-        let dataset = Datasets.load (settings.Dataset, (if settings.Format = "auto" then None else Some settings.Format))
+        let runConfig, settings =
+            match Checkpoints.runConfig checkpoint with
+            | Some (runConfig, _, settings) -> runConfig, settings
+            | None ->
+                let expected = Path.Combine(Checkpoints.runDirectory checkpoint, "config.yaml")
+                raise (BakeException $"{checkpoint}: the run's config.yaml is missing ({expected})")
+        let dataset = Datasets.load (settings.Dataset, settings.DataFormat)
         let _, model = Checkpoints.loadModel checkpoint
         use model = model
         let _, transform, _ = Trainer.transformsFor settings dataset
