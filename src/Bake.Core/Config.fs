@@ -56,11 +56,11 @@ module ConfigSchema =
           key "EN.DROPOUT_RATIO" (Number 0.0) "EfficientNet dropout before the classifier"
           key "RESNEST.STEM_W" (Integer 32) "ResNeSt stem width (ResNeSt is not implemented)"
           key "RESNEST.DEPTHS" (Integers []) "ResNeSt blocks per stage (ResNeSt is not implemented)"
-          key "BN.EPS" (Number 1e-5) "BatchNorm epsilon"
+          key "BN.EPS" (Number 1e-5) "BatchNorm epsilon (Bake's models use 1e-5: another value is an error)"
           key "BN.MOM" (Number 0.1) "BatchNorm momentum"
           key "BN.USE_PRECISE_STATS" (Flag false) "recompute BN statistics before testing (pycls; not implemented in Bake: must stay False)"
           key "BN.NUM_SAMPLES_PRECISE" (Integer 8192) "images for precise BN statistics"
-          key "BN.ZERO_INIT_FINAL_GAMMA" (Flag false) "zero-initialise the last BN of each residual block"
+          key "BN.ZERO_INIT_FINAL_GAMMA" (Flag false) "zero-initialise the last BN of each residual block (pycls; not implemented in Bake: must stay False)"
           key "BN.USE_CUSTOM_WEIGHT_DECAY" (Flag false) "use BN.CUSTOM_WEIGHT_DECAY for BN parameters"
           key "BN.CUSTOM_WEIGHT_DECAY" (Number 0.0) "weight decay for BN parameters when enabled"
           // ------------------------------------------------------------------ optimisation

@@ -141,6 +141,21 @@ let tests =
             Expect.hasLength problems 3 $"three problems: {problems}"
         }
 
+        test "BN settings Bake cannot honour are refused, not ignored" {
+            let problems = problemsOf (Settings.ofConfig (tinyConfig "unused" [ "BN.ZERO_INIT_FINAL_GAMMA=True"; "BN.EPS=1e-3"; "BN.MOM=0" ]))
+            Expect.hasLength problems 3 $"three problems: {problems}"
+            for key in [ "BN.ZERO_INIT_FINAL_GAMMA"; "BN.EPS"; "BN.MOM" ] do
+                Expect.exists problems (fun p -> p.Contains key) $"names {key}"
+        }
+
+        test "BN.MOM reaches the model's BatchNorm layers (the running statistics, hence the test metrics, change)" {
+            withRunDir (fun usual ->
+                withRunDir (fun other ->
+                    let a = runTiny usual [ "OPTIM.MAX_EPOCH=1" ] ignore CancellationToken.None
+                    let b = runTiny other [ "OPTIM.MAX_EPOCH=1"; "BN.MOM=1.0" ] ignore CancellationToken.None
+                    Expect.notEqual b.Final.Value.Nll a.Final.Value.Nll "test NLL with BN.MOM 1.0 vs 0.1"))
+        }
+
         test "a run directory evaluates by default on the dataset the run evaluated on (TEST.DATASET)" {
             withRunDir (fun dir ->
                 // A test dataset other than the training one: the embedded files with its training images as the test split.

@@ -111,6 +111,14 @@ module Trainer =
             |> Array.sort
         subset split training, subset split held
 
+    /// <summary>Sets BN.MOM on every BatchNorm of a model. Momentum only steers the running statistics while training,
+    /// so it need not be recorded in checkpoints.</summary>
+    let private setBatchNormMomentum (model: Classifier) (momentum: float) =
+        for m in model.modules () do
+            match m with
+            | :? Modules.BatchNorm as norm -> norm.momentum <- momentum
+            | _ -> ()
+
     let private log (runDir: string) (record: JsonObject) = RunFiles.appendLog (Path.Combine(runDir, "log.jsonl")) record
 
     let private bestOf (history: EpochSummary list) =
@@ -189,6 +197,7 @@ module Trainer =
         let channels = dataset.ImageShape[0]
         torch.manual_seed (int64 settings.Seed) |> ignore
         use model = Models.create (settings.Model, classes, channels, size)
+        setBatchNormMomentum model settings.BatchNormMomentum
         if settings.Weights <> "" then Weights.load (model, settings.Weights)
         model.``to`` device |> ignore
         use optimizer = Optimizer.sgd (model, settings.Optimizer, settings.Schedule.BaseLr)
