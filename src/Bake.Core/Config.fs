@@ -145,19 +145,10 @@ module Configs =
 
     let private invariant = CultureInfo.InvariantCulture
 
-    /// <summary>Levenshtein distance, for "did you mean" suggestions.</summary>
-    let private distance (a: string) (b: string) =
-        let d = Array2D.init (a.Length + 1) (b.Length + 1) (fun i j -> if i = 0 then j elif j = 0 then i else 0)
-        for i in 1 .. a.Length do
-            for j in 1 .. b.Length do
-                let cost = if a[i - 1] = b[j - 1] then 0 else 1
-                d[i, j] <- min (min (d[i - 1, j] + 1) (d[i, j - 1] + 1)) (d[i - 1, j - 1] + cost)
-        d[a.Length, b.Length]
-
     /// <summary>The valid key closest to an unknown one.</summary>
     [<CompiledName("NearestKey")>]
     let nearestKey (unknown: string) : string =
-        ConfigSchema.keys |> List.minBy (fun k -> distance (unknown.ToUpperInvariant()) k.Key) |> fun k -> k.Key
+        Spelling.nearest (ConfigSchema.keys |> List.map (fun k -> k.Key), unknown.ToUpperInvariant())
 
     let private unknownKey (where: string) (name: string) =
         $"{where}: unknown key {name} (did you mean {nearestKey name}?)"
