@@ -171,6 +171,16 @@ let tests =
                 Expect.floatClose Accuracy.veryHigh metrics.Top1 outcome.Final.Value.Top1 "the same top-1")
         }
 
+        test "a malformed checkpoint pointer is a BakeException naming the file" {
+            withRunDir (fun dir ->
+                Directory.CreateDirectory(Path.Combine(dir, "checkpoints")) |> ignore
+                let pointer = Path.Combine(dir, "checkpoints", "last.json")
+                for text in [ "{ not json"; "{\"folder\": 3}"; "{}"; "{\"folder\": \"\"}" ] do
+                    File.WriteAllText(pointer, text)
+                    let error = throwsWith<BakeException> (fun () -> Checkpoints.ofPath dir |> ignore)
+                    Expect.stringContains error.Message pointer $"names the pointer file ({text})")
+        }
+
         test "an unwritable run directory is a clear error" {
             let error = throwsWith<BakeException> (fun () -> runTiny "/proc/bake-cannot-write" [] ignore CancellationToken.None |> ignore)
             Expect.stringContains error.Message "/proc/bake-cannot-write" "names the directory"

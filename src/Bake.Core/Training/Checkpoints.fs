@@ -50,9 +50,16 @@ module Checkpoints =
     let private folder (runDir: string) = Path.Combine(runDir, "checkpoints")
 
     /// <summary>The folder name a pointer file (last.json, best.json) names.</summary>
+    /// <exception cref="T:Bake.Core.BakeException">The pointer file is not JSON with a "folder" string.</exception>
     let private pointedFolder (pointerFile: string) : string =
-        let node = JsonNode.Parse(File.ReadAllText pointerFile)
-        node["folder"].GetValue<string>()
+        try
+            let node = JsonNode.Parse(File.ReadAllText pointerFile)
+            let folder = node["folder"].GetValue<string>()
+            if String.IsNullOrWhiteSpace folder then raise (FormatException "empty folder name")
+            folder
+        with
+        | :? Text.Json.JsonException | :? InvalidOperationException | :? NullReferenceException | :? FormatException as e ->
+            raise (BakeException($"{pointerFile}: malformed checkpoint pointer (expected {{\"folder\": \"<checkpoint folder>\"}}): {e.Message}", e))
 
     let private stateJson (state: CheckpointState) =
         let o = JsonObject()
