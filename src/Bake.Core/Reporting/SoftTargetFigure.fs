@@ -116,8 +116,7 @@ module SoftTargetFigure =
         let dataset = Datasets.load (spec, (if datasetSpec.IsSome then None else format))
         let state, model = Checkpoints.loadModel checkpoint
         use model = model
-        if dataset.Classes.Length <> state.Classes.Length then
-            raise (BakeException $"dataset {spec} has {dataset.Classes.Length} classes but the checkpoint {checkpoint} was trained on {state.Classes.Length}")
+        Checkpoints.requireSameClasses (checkpoint, state, spec, dataset)
         let anchors = max 1 (batchSize / (m + 1))
         let batch = (Sampling.bakeBatches (dataset.Train.Labels, anchors, m, seed, 0))[0]
         use _ = torch.NewDisposeScope()

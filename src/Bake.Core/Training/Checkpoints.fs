@@ -203,6 +203,14 @@ module Checkpoints =
             model.Dispose()
             reraise ()
 
+    /// <summary>Refuses a dataset whose class count differs from the checkpoint's: its labels would not match the
+    /// model's logits.</summary>
+    /// <exception cref="T:Bake.Core.BakeException">The class counts differ; the message names both.</exception>
+    [<CompiledName("RequireSameClasses")>]
+    let requireSameClasses (checkpoint: string, state: CheckpointState, datasetSpec: string, dataset: Data.Dataset) : unit =
+        if dataset.Classes.Length <> state.Classes.Length then
+            raise (BakeException $"dataset {datasetSpec} has {dataset.Classes.Length} classes but the checkpoint {checkpoint} was trained on {state.Classes.Length}")
+
     /// <summary>Writes a checkpoint's weights (state dict, torchvision names) for PyTorch or any safetensors reader,
     /// atomically.</summary>
     /// <param name="path">A checkpoint folder or a run directory (its last checkpoint, see <see cref="M:Bake.Core.Checkpoints.OfPath(System.String)"/>).</param>

@@ -373,8 +373,7 @@ module Trainer =
             | None, Some settings -> settings.TestData
             | None, None -> raise (UsageException $"{path}: the run's config.yaml was not found next to the checkpoint; pass --dataset")
         let dataset = Datasets.load (spec, format)
-        if dataset.Classes.Length <> state.Classes.Length then
-            raise (BakeException $"dataset {spec} has {dataset.Classes.Length} classes but the checkpoint {checkpoint} was trained on {state.Classes.Length}")
+        Checkpoints.requireSameClasses (checkpoint, state, spec, dataset)
         // The model expects the training data's normalisation, whatever dataset it is evaluated on.
         let normalisedAsTrained = { dataset with Mean = state.Mean; Std = state.Std }
         // The run's own test transform (its TRAIN/TEST.IM_SIZE), else the dataset's preset.
