@@ -99,9 +99,13 @@ module Evaluation =
 
     /// <summary>The temperature T that minimises the NLL of softmax(logits / T) (Guo et al. 2017), by golden-section
     /// search over log T in [log 0.05, log 20].</summary>
+    /// <param name="logits">N×K logits, any float dtype (computed in float64); not modified.</param>
+    /// <param name="labels">int64 vector of N labels.</param>
     [<CompiledName("FitTemperature")>]
     let fitTemperature (logits: torch.Tensor, labels: torch.Tensor) : float =
         use _ = torch.no_grad ()
+        // item<float> reads float64 only, and float32 logits would also blur the optimum.
+        use logits = logits.to_type torch.float64
         let nll (logT: float) =
             use scope = torch.NewDisposeScope()
             torch.nn.functional.cross_entropy(logits.div (Tensors.scalar (Math.Exp logT)), labels).item<float> ()
