@@ -271,22 +271,28 @@ module Configs =
     /// <summary>A value of the config.</summary>
     let private get (config: Config) name = config.Values[name]
 
-    /// <summary>Typed accessors; the schema guarantees the kind.</summary>
+    /// <summary>The integer value of a key. The typed accessors below fail only on a programming error (a key
+    /// name not in <c>ConfigSchema.keys</c>, or the wrong accessor for its kind): parsing already checked the kind.</summary>
     [<CompiledName("Int")>]
     let int (config: Config) (name: string) = match get config name with Integer v -> v | other -> failwithf "%s is %A, not an integer" name other
 
+    /// <summary>The number value of a key.</summary>
     [<CompiledName("Float")>]
     let float (config: Config) (name: string) = match get config name with Number v -> v | other -> failwithf "%s is %A, not a number" name other
 
+    /// <summary>The flag value of a key (YAML True/False).</summary>
     [<CompiledName("Bool")>]
     let bool (config: Config) (name: string) = match get config name with Flag v -> v | other -> failwithf "%s is %A, not a flag" name other
 
+    /// <summary>The text value of a key ("" when unset).</summary>
     [<CompiledName("String")>]
     let string (config: Config) (name: string) = match get config name with Text v -> v | other -> failwithf "%s is %A, not text" name other
 
+    /// <summary>The integer-list value of a key.</summary>
     [<CompiledName("Ints")>]
     let ints (config: Config) (name: string) = match get config name with Integers v -> v | other -> failwithf "%s is %A, not integers" name other
 
+    /// <summary>The number-list value of a key.</summary>
     [<CompiledName("Floats")>]
     let floats (config: Config) (name: string) = match get config name with Numbers v -> v | other -> failwithf "%s is %A, not numbers" name other
 
