@@ -457,10 +457,10 @@ module Robustness =
     let toJson (report: RobustnessReport) : string =
         let metrics (m: EvalMetrics) =
             let o = JsonObject()
-            o["top1"] <- JsonValue.Create m.Top1
-            o["top5"] <- JsonValue.Create m.Top5
-            o["nll"] <- JsonValue.Create m.Nll
-            o["ece"] <- JsonValue.Create m.Ece
+            o["top1"] <- RunFiles.jsonNumber m.Top1
+            o["top5"] <- RunFiles.jsonNumber m.Top5
+            o["nll"] <- RunFiles.jsonNumber m.Nll
+            o["ece"] <- RunFiles.jsonNumber m.Ece
             o
         let root = JsonObject()
         root["checkpoint"] <- JsonValue.Create report.Checkpoint
