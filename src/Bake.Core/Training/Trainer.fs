@@ -241,8 +241,13 @@ module Trainer =
             let windowClock = Stopwatch.StartNew()
             let mutable windowImages = 0L
             // The whole plan goes to the loader, so each batch keeps its (seed, epoch, index) augmentation seed;
-            // batches already trained before a mid-epoch checkpoint are skipped.
-            use batches = (Loader.epoch (train, plan, trainTransform, settings.Seed, epoch, settings.Workers) |> Seq.skip startIteration).GetEnumerator()
+            // batches already trained before a mid-epoch checkpoint are skipped, and freed: the consumer owns every
+            // batch it is handed (Seq.skip would leave their native memory to the finalizers).
+            use batches = (Loader.epoch (train, plan, trainTransform, settings.Seed, epoch, settings.Workers)).GetEnumerator()
+            let mutable skipped = 0
+            while skipped < startIteration && batches.MoveNext() do
+                (batches.Current :> IDisposable).Dispose()
+                skipped <- skipped + 1
             while not cancelled && batches.MoveNext() do
                 use batch = batches.Current
                 let lr = Schedules.learningRate (settings.Schedule, epoch, iteration, iterations)
