@@ -118,10 +118,12 @@ module Checkpoints =
             Files.writeAllTextAtomic (Path.Combine(temp, "state.json")) ((stateJson state).ToJsonString(Text.Json.JsonSerializerOptions(WriteIndented = true)))
             if Directory.Exists final then Directory.Delete(final, true)
             Directory.Move(temp, final)
-        with
-        | :? IOException | :? UnauthorizedAccessException as e ->
+        with e ->
+            // Whatever failed (the disk, or a writer throwing BakeException), no temporary folder is left behind.
             (try Directory.Delete(temp, true) with _ -> ())
-            raise (BakeException($"cannot write checkpoint {final}: {e.Message}", e))
+            match e with
+            | :? IOException | :? UnauthorizedAccessException -> raise (BakeException($"cannot write checkpoint {final}: {e.Message}", e))
+            | _ -> reraise ()
         for pointer in pointers do
             Files.writeAllTextAtomic (Path.Combine(root, pointer + ".json")) (JsonObject([ Collections.Generic.KeyValuePair<string, JsonNode>("folder", JsonValue.Create name) ]).ToJsonString())
         // Keep only the folders that a pointer names.
