@@ -113,7 +113,7 @@ module SoftTargetFigure =
             match datasetSpec |> Option.orElse runDataset with
             | Some spec -> spec
             | None -> raise (UsageException $"{path}: the run's config.yaml was not found next to the checkpoint; pass --dataset")
-        let dataset = Datasets.load (spec, (if datasetSpec.IsSome then None else format))
+        use dataset = Datasets.load (spec, (if datasetSpec.IsSome then None else format))
         let state, model = Checkpoints.loadModel checkpoint
         use model = model
         Checkpoints.requireSameClasses (checkpoint, state, spec, dataset)

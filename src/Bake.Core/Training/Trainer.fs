@@ -183,11 +183,12 @@ module Trainer =
         if resume && existing.IsNone then
             let expected = Path.Combine(runDir, "checkpoints", "last.json")
             raise (UsageException $"--resume: no checkpoint in {runDir} (expected {expected})")
-        let dataset = Datasets.load (settings.Dataset, settings.DataFormat)
+        use dataset = Datasets.load (settings.Dataset, settings.DataFormat)
         let testDataset =
             match settings.TestData with
             | spec, _ when spec = settings.Dataset -> dataset
             | spec, format -> Datasets.load (spec, format)
+        use _ownTestDataset = if obj.ReferenceEquals(testDataset, dataset) then null else testDataset :> IDisposable
         let train =
             if settings.PerClass > 0 || settings.HoldoutPerClass > 0 then
                 fst (splitTraining (dataset.Train, settings.PerClass, settings.HoldoutPerClass, settings.Seed))
@@ -377,7 +378,7 @@ module Trainer =
             | Some spec, _ -> spec, None
             | None, Some settings -> settings.TestData
             | None, None -> raise (UsageException $"{path}: the run's config.yaml was not found next to the checkpoint; pass --dataset")
-        let dataset = Datasets.load (spec, format)
+        use dataset = Datasets.load (spec, format)
         Checkpoints.requireSameClasses (checkpoint, state, spec, dataset)
         // The model expects the training data's normalisation, whatever dataset it is evaluated on.
         let normalisedAsTrained = { dataset with Mean = state.Mean; Std = state.Std }
@@ -393,7 +394,7 @@ module Trainer =
     /// shape.</summary>
     [<CompiledName("EvaluateWeights")>]
     let evaluateWeights (weights: string, modelName: string, datasetSpec: string, workers: int, batchSize: int) : string[] * EvalMetrics =
-        let dataset = Datasets.load (datasetSpec, None)
+        use dataset = Datasets.load (datasetSpec, None)
         use model = Models.create (modelName, dataset.Classes.Length, dataset.ImageShape[0], dataset.ImageShape[1])
         Weights.load (model, weights)
         dataset.Classes, evaluate (model, dataset, Transforms.forEvaluation dataset, batchSize, torch.CPU, workers)
@@ -426,7 +427,7 @@ module Robustness =
             | None ->
                 let expected = Path.Combine(Checkpoints.runDirectory checkpoint, "config.yaml")
                 raise (BakeException $"{checkpoint}: the run's config.yaml is missing ({expected})")
-        let dataset = Datasets.load (settings.Dataset, settings.DataFormat)
+        use dataset = Datasets.load (settings.Dataset, settings.DataFormat)
         let _, model = Checkpoints.loadModel checkpoint
         use model = model
         let _, transform, _ = Trainer.transformsFor settings dataset
