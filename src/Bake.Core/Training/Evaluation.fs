@@ -73,7 +73,9 @@ module Evaluation =
                 let sigma = [| 0.5; 1.0; 1.5 |][severity - 1]
                 toNormalised (blur (toPixels (images.detach ())) sigma))
 
-    /// <summary>Logits (float64, CPU) and labels of a whole split under a perturbation, in eval mode.</summary>
+    /// <summary>Logits (float64, N×K, CPU, no autograd history) and labels (int64, N) of a whole split under a
+    /// perturbation, in eval mode (the model's train/eval mode is restored afterwards). Both are fresh tensors the
+    /// caller owns and disposes.</summary>
     [<CompiledName("Logits")>]
     let logits (model: Classifier, split: ISplit, transform: TransformSpec, mean: float[], std: float[], batchSize: int, device: torch.Device, workers: int, perturbation: Perturbation) : torch.Tensor * torch.Tensor =
         let wasTraining = model.training
