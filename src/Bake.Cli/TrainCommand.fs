@@ -58,7 +58,7 @@ let resolveConfig (args: ParseResults<TrainArgs>) : Config =
         @ (args.TryGetResult TrainArgs.Weights |> Option.map (fun w -> "TRAIN.WEIGHTS=" + w) |> Option.toList)
         @ (args.TryGetResult Device |> Option.map (fun d -> "DEVICE=" + d) |> Option.toList)
     match args.TryGetResult Config with
-    | Some path -> Configs.load path overrides
+    | Some path -> Configs.load (path, overrides)
     | None -> Configs.defaultJob overrides
 
 let train (args: ParseResults<TrainArgs>) : int =

@@ -251,7 +251,7 @@ module Configs =
     /// <summary>Reads a config file on top of the defaults.</summary>
     /// <exception cref="T:Bake.Core.UsageException">The file is missing or invalid; every problem listed.</exception>
     [<CompiledName("Load")>]
-    let load (path: string) (overrides: string list) : Config =
+    let load (path: string, overrides: string list) : Config =
         if not (File.Exists path) then raise (UsageException $"config file {path} does not exist")
         let text = File.ReadAllText path
         match applyYaml path text ConfigSchema.defaults |> Result.bind (applyOverrides overrides) with

@@ -198,7 +198,7 @@ let tests =
                 let name = Path.GetFileName path
                 if not (name.StartsWith "BAKE-S-" || name.StartsWith "S-") then
                     yield test (Path.GetRelativePath(Path.Combine(repoRoot, ".."), path)) {
-                        let config = Configs.load path []
+                        let config = Configs.load (path, [])
                         let text = Trainer.dryRun (config, Settings.ofConfigOrThrow config)
                         Expect.stringContains text "MODEL:" "prints the resolved config"
                         Expect.stringContains text "parameters" "prints the model summary"

@@ -186,7 +186,7 @@ module Checkpoints =
     let runConfig (checkpoint: string) : (string * Config * TrainingSettings) option =
         let path = Path.Combine(runDirectory checkpoint, "config.yaml")
         if File.Exists path then
-            let config = Configs.load path []
+            let config = Configs.load (path, [])
             Some(path, config, Settings.ofConfigOrThrow config)
         else None
 
