@@ -33,7 +33,7 @@ module ConfigSchema =
         [
           // ------------------------------------------------------------------ model
           key "MODEL.TYPE" (Text "cnn") "model: a Bake registry name (cnn, preact-resnet18, resnet50, …) or a pycls type (anynet, effnet, mobilenetv2)"
-          key "MODEL.NUM_CLASSES" (Integer 0) "number of classes; 0 = take it from the dataset"
+          key "MODEL.NUM_CLASSES" (Integer 0) "number of classes; 0 = take it from the dataset (another value must equal the dataset's class count)"
           key "ANYNET.STEM_TYPE" (Text "simple_stem_in") "pycls AnyNet stem (res_stem_in = the ResNet stem)"
           key "ANYNET.STEM_W" (Integer 32) "pycls AnyNet stem width"
           key "ANYNET.BLOCK_TYPE" (Text "res_bottleneck_block") "pycls AnyNet block type"

@@ -181,6 +181,16 @@ let tests =
                     Expect.stringContains error.Message pointer $"names the pointer file ({text})")
         }
 
+        test "MODEL.NUM_CLASSES other than the dataset's class count is refused before training" {
+            withRunDir (fun dir ->
+                let error = throwsWith<UsageException> (fun () -> runTiny dir [ "MODEL.NUM_CLASSES=12" ] ignore CancellationToken.None |> ignore)
+                Expect.stringContains error.Message "MODEL.NUM_CLASSES = 12" "names the key and value"
+                Expect.isNone (Checkpoints.resolve (dir, "last")) "nothing trained")
+            withRunDir (fun dir ->
+                let outcome = runTiny dir [ "MODEL.NUM_CLASSES=10"; "OPTIM.MAX_EPOCH=1" ] ignore CancellationToken.None
+                Expect.isSome outcome.Final "the dataset's own count is accepted")
+        }
+
         test "an unwritable run directory is a clear error" {
             let error = throwsWith<BakeException> (fun () -> runTiny "/proc/bake-cannot-write" [] ignore CancellationToken.None |> ignore)
             Expect.stringContains error.Message "/proc/bake-cannot-write" "names the directory"

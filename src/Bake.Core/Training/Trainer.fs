@@ -193,6 +193,10 @@ module Trainer =
             if settings.PerClass > 0 || settings.HoldoutPerClass > 0 then
                 fst (splitTraining (dataset.Train, settings.PerClass, settings.HoldoutPerClass, settings.Seed))
             else dataset.Train
+        // Checkpoints record the dataset's class names and rebuild the model with that many logits, so a head of
+        // another width would train but could never be evaluated, exported or used for prediction.
+        if settings.Classes > 0 && settings.Classes <> dataset.Classes.Length then
+            raise (UsageException $"MODEL.NUM_CLASSES = {settings.Classes} but the dataset {dataset.Name} has {dataset.Classes.Length} classes: set it to {dataset.Classes.Length} or to 0 (taken from the dataset)")
         let classes = if settings.Classes > 0 then settings.Classes else dataset.Classes.Length
         let trainTransform, testTransform, size = transformsFor settings dataset
         let channels = dataset.ImageShape[0]
