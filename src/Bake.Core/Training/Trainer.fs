@@ -189,6 +189,9 @@ module Trainer =
             | spec, _ when spec = settings.Dataset -> dataset
             | spec, format -> Datasets.load (spec, format)
         use _ownTestDataset = if obj.ReferenceEquals(testDataset, dataset) then null else testDataset :> IDisposable
+        // Found now rather than at the first evaluation, an epoch into training.
+        if testDataset.Classes.Length <> dataset.Classes.Length then
+            raise (UsageException $"TEST.DATASET {settings.TestDataset} has {testDataset.Classes.Length} classes but TRAIN.DATASET {settings.Dataset} has {dataset.Classes.Length}")
         let train =
             if settings.PerClass > 0 || settings.HoldoutPerClass > 0 then
                 fst (splitTraining (dataset.Train, settings.PerClass, settings.HoldoutPerClass, settings.Seed))
