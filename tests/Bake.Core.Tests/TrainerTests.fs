@@ -171,20 +171,25 @@ let tests =
                 Expect.floatClose Accuracy.veryHigh metrics.Top1 outcome.Final.Value.Top1 "the same top-1")
         }
 
-        test "a TEST.DATASET with another class count is refused before training" {
+        test "a TEST.DATASET with another class count or channel count is refused before training" {
             withRunDir (fun dir ->
-                // Three classes of the embedded images, as an image folder.
-                let testData = Path.Combine(dir, "three-classes")
-                use embedded = Data.Datasets.embedded ()
-                for split in [ "train"; "test" ] do
-                    for c in 0 .. 2 do
-                        let folder = Directory.CreateDirectory(Path.Combine(testData, split, $"class{c}")).FullName
-                        let index = embedded.Train.Labels |> Array.findIndex ((=) c)
-                        use image = embedded.Train.Load [| index |]
-                        use first = image[0L]
-                        Data.ImageFolder.savePng (Path.Combine(folder, "0.png"), first)
-                let error = throwsWith<UsageException> (fun () -> runTiny (Path.Combine(dir, "run")) [ "TEST.DATASET=" + testData ] ignore CancellationToken.None |> ignore)
-                Expect.stringContains error.Message "has 3 classes" "names the count")
+                // The embedded images as an image folder (decoded as RGB), with some of the classes.
+                let folderOf (classes: int) =
+                    let root = Path.Combine(dir, $"{classes}-classes")
+                    use embedded = Data.Datasets.embedded ()
+                    for split in [ "train"; "test" ] do
+                        for c in 0 .. classes - 1 do
+                            let folder = Directory.CreateDirectory(Path.Combine(root, split, $"class{c}")).FullName
+                            let index = embedded.Train.Labels |> Array.findIndex ((=) c)
+                            use image = embedded.Train.Load [| index |]
+                            use first = image[0L]
+                            Data.ImageFolder.savePng (Path.Combine(folder, "0.png"), first)
+                    root
+                for classes, expected in [ 3, "has 3 classes"; 10, "3-channel images" ] do
+                    let error =
+                        throwsWith<UsageException> (fun () ->
+                            runTiny (Path.Combine(dir, $"run{classes}")) [ "TEST.DATASET=" + folderOf classes ] ignore CancellationToken.None |> ignore)
+                    Expect.stringContains error.Message expected "names the mismatch")
         }
 
         test "a malformed checkpoint pointer is a BakeException naming the file" {

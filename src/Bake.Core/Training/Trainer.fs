@@ -192,6 +192,8 @@ module Trainer =
         // Found now rather than at the first evaluation, an epoch into training.
         if testDataset.Classes.Length <> dataset.Classes.Length then
             raise (UsageException $"TEST.DATASET {settings.TestDataset} has {testDataset.Classes.Length} classes but TRAIN.DATASET {settings.Dataset} has {dataset.Classes.Length}")
+        if testDataset.ImageShape[0] <> dataset.ImageShape[0] then
+            raise (UsageException $"TEST.DATASET {settings.TestDataset} has {testDataset.ImageShape[0]}-channel images but TRAIN.DATASET {settings.Dataset} has {dataset.ImageShape[0]}-channel ones")
         let train =
             if settings.PerClass > 0 || settings.HoldoutPerClass > 0 then
                 fst (splitTraining (dataset.Train, settings.PerClass, settings.HoldoutPerClass, settings.Seed))
