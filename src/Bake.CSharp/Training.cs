@@ -196,6 +196,7 @@ public sealed class BakeTrainer : IDisposable
     private readonly CancellationTokenSource _disposal = new();
     private Thread? _thread;
     private int _started;
+    private int _disposed;
 
     /// <summary>Creates a trainer from options (validated here).</summary>
     /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
@@ -233,8 +234,10 @@ public sealed class BakeTrainer : IDisposable
     /// epoch. Cancellation stops after the current iteration and leaves a resumable checkpoint
     /// (<see cref="TrainerOptions.Resume"/>); the report then has <see cref="TrainingReport.Cancelled"/> set.</summary>
     /// <exception cref="InvalidOperationException">TrainAsync was already called on this trainer.</exception>
+    /// <exception cref="ObjectDisposedException">The trainer was disposed.</exception>
     public Task<TrainingReport> TrainAsync(IProgress<EpochMetrics>? progress = null, CancellationToken cancellationToken = default)
     {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
         if (Interlocked.Exchange(ref _started, 1) == 1)
             throw new InvalidOperationException("TrainAsync can be called once per BakeTrainer; create a new trainer (with Resume = true to continue).");
         var completion = new TaskCompletionSource<TrainingReport>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -285,9 +288,10 @@ public sealed class BakeTrainer : IDisposable
     }
 
     /// <summary>Stops a training run still in progress (after its current iteration, leaving a resumable
-    /// checkpoint) and waits for it; the model and optimizer are freed when the run ends.</summary>
+    /// checkpoint) and waits for it; the model and optimizer are freed when the run ends. Calling it again does nothing.</summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
         _disposal.Cancel();
         _thread?.Join();
         _disposal.Dispose();
@@ -298,7 +302,7 @@ public sealed class BakeTrainer : IDisposable
 public static class Evaluator
 {
     /// <summary>Evaluates a checkpoint folder or a run directory (its last checkpoint: the final model) on the test split
-    /// of <paramref name="dataset"/> (by default the run's own training dataset).</summary>
+    /// of <paramref name="dataset"/> (by default the one the run evaluated on: its TEST.DATASET, else its TRAIN.DATASET).</summary>
     /// <exception cref="ArgumentNullException"><paramref name="checkpoint"/> is null.</exception>
     public static EvaluationResult Evaluate(string checkpoint, string? dataset = null)
     {

@@ -46,7 +46,7 @@ type EvalArgs =
             | Corruption _ -> "accuracy under corruptions at severities 1–3: gaussian-noise, gaussian-blur (comma-separated)."
             | Calibrate -> "ECE after a temperature fitted on the run's held-out training images (TRAIN.HOLDOUT_PER_CLASS)."
             | Out _ -> "write the robustness report as JSON to this file (atomically)."
-            | Dataset _ -> "dataset to evaluate on (default: the run's TRAIN.DATASET): embedded, fashion-mnist, cifar10, a folder…"
+            | Dataset _ -> "dataset to evaluate on (default: the one the run evaluated on, TEST.DATASET else TRAIN.DATASET): embedded, fashion-mnist, cifar10, a folder…"
             | Batch_Size _ -> "evaluation batch size (default 256)."
             | Workers _ -> "decoding workers (default 2)."
 
@@ -58,7 +58,7 @@ let resolveConfig (args: ParseResults<TrainArgs>) : Config =
         @ (args.TryGetResult TrainArgs.Weights |> Option.map (fun w -> "TRAIN.WEIGHTS=" + w) |> Option.toList)
         @ (args.TryGetResult Device |> Option.map (fun d -> "DEVICE=" + d) |> Option.toList)
     match args.TryGetResult Config with
-    | Some path -> Configs.load path overrides
+    | Some path -> Configs.load (path, overrides)
     | None -> Configs.defaultJob overrides
 
 let train (args: ParseResults<TrainArgs>) : int =
@@ -121,6 +121,8 @@ let private printMetrics (what: string) (model: string) (classes: string[]) (met
 
 let eval (args: ParseResults<EvalArgs>) : int =
     let workers, batchSize = args.GetResult(Workers, 2), args.GetResult(Batch_Size, 256)
+    if batchSize < 1 then raise (UsageException $"--batch-size {batchSize}: expected at least 1")
+    if workers < 0 then raise (UsageException $"--workers {workers}: expected 0 or more")
     match args.TryGetResult Checkpoint, args.TryGetResult EvalArgs.Weights with
     | Some _, Some _ -> raise (UsageException "eval: give either --checkpoint or --weights, not both")
     | None, None -> raise (UsageException "eval: give --checkpoint PATH (a run or checkpoint folder) or --weights PATH --model NAME --dataset SPEC")
@@ -132,7 +134,11 @@ let eval (args: ParseResults<EvalArgs>) : int =
             0
         | _ -> raise (UsageException "eval --weights needs --model NAME and --dataset SPEC (the weights carry neither)")
     | Some checkpoint, None ->
-        if args.Contains Fgsm || args.Contains Corruption || args.Contains Calibrate || args.Contains EvalArgs.Out then robustness args
+        if args.Contains Fgsm || args.Contains Corruption || args.Contains Calibrate || args.Contains EvalArgs.Out then
+            // The robustness report needs the run's own data (its held-out images for --calibrate): another dataset would be ignored.
+            if args.Contains Dataset then
+                raise (UsageException "eval: --dataset cannot be combined with --fgsm, --corruption, --calibrate or --out (the robustness report uses the run's dataset)")
+            robustness args
         else
             let state, metrics = Trainer.evaluateCheckpoint (checkpoint, args.TryGetResult Dataset, workers, batchSize)
             printMetrics checkpoint state.Model state.Classes metrics

@@ -33,7 +33,7 @@ module ConfigSchema =
         [
           // ------------------------------------------------------------------ model
           key "MODEL.TYPE" (Text "cnn") "model: a Bake registry name (cnn, preact-resnet18, resnet50, …) or a pycls type (anynet, effnet, mobilenetv2)"
-          key "MODEL.NUM_CLASSES" (Integer 0) "number of classes; 0 = take it from the dataset"
+          key "MODEL.NUM_CLASSES" (Integer 0) "number of classes; 0 = take it from the dataset (another value must equal the dataset's class count)"
           key "ANYNET.STEM_TYPE" (Text "simple_stem_in") "pycls AnyNet stem (res_stem_in = the ResNet stem)"
           key "ANYNET.STEM_W" (Integer 32) "pycls AnyNet stem width"
           key "ANYNET.BLOCK_TYPE" (Text "res_bottleneck_block") "pycls AnyNet block type"
@@ -56,11 +56,11 @@ module ConfigSchema =
           key "EN.DROPOUT_RATIO" (Number 0.0) "EfficientNet dropout before the classifier"
           key "RESNEST.STEM_W" (Integer 32) "ResNeSt stem width (ResNeSt is not implemented)"
           key "RESNEST.DEPTHS" (Integers []) "ResNeSt blocks per stage (ResNeSt is not implemented)"
-          key "BN.EPS" (Number 1e-5) "BatchNorm epsilon"
+          key "BN.EPS" (Number 1e-5) "BatchNorm epsilon (Bake's models use 1e-5: another value is an error)"
           key "BN.MOM" (Number 0.1) "BatchNorm momentum"
           key "BN.USE_PRECISE_STATS" (Flag false) "recompute BN statistics before testing (pycls; not implemented in Bake: must stay False)"
           key "BN.NUM_SAMPLES_PRECISE" (Integer 8192) "images for precise BN statistics"
-          key "BN.ZERO_INIT_FINAL_GAMMA" (Flag false) "zero-initialise the last BN of each residual block"
+          key "BN.ZERO_INIT_FINAL_GAMMA" (Flag false) "zero-initialise the last BN of each residual block (pycls; not implemented in Bake: must stay False)"
           key "BN.USE_CUSTOM_WEIGHT_DECAY" (Flag false) "use BN.CUSTOM_WEIGHT_DECAY for BN parameters"
           key "BN.CUSTOM_WEIGHT_DECAY" (Number 0.0) "weight decay for BN parameters when enabled"
           // ------------------------------------------------------------------ optimisation
@@ -145,19 +145,10 @@ module Configs =
 
     let private invariant = CultureInfo.InvariantCulture
 
-    /// <summary>Levenshtein distance, for "did you mean" suggestions.</summary>
-    let private distance (a: string) (b: string) =
-        let d = Array2D.init (a.Length + 1) (b.Length + 1) (fun i j -> if i = 0 then j elif j = 0 then i else 0)
-        for i in 1 .. a.Length do
-            for j in 1 .. b.Length do
-                let cost = if a[i - 1] = b[j - 1] then 0 else 1
-                d[i, j] <- min (min (d[i - 1, j] + 1) (d[i, j - 1] + 1)) (d[i - 1, j - 1] + cost)
-        d[a.Length, b.Length]
-
     /// <summary>The valid key closest to an unknown one.</summary>
     [<CompiledName("NearestKey")>]
     let nearestKey (unknown: string) : string =
-        ConfigSchema.keys |> List.minBy (fun k -> distance (unknown.ToUpperInvariant()) k.Key) |> fun k -> k.Key
+        Spelling.nearest (ConfigSchema.keys |> List.map (fun k -> k.Key), unknown.ToUpperInvariant())
 
     let private unknownKey (where: string) (name: string) =
         $"{where}: unknown key {name} (did you mean {nearestKey name}?)"
@@ -260,7 +251,7 @@ module Configs =
     /// <summary>Reads a config file on top of the defaults.</summary>
     /// <exception cref="T:Bake.Core.UsageException">The file is missing or invalid; every problem listed.</exception>
     [<CompiledName("Load")>]
-    let load (path: string) (overrides: string list) : Config =
+    let load (path: string, overrides: string list) : Config =
         if not (File.Exists path) then raise (UsageException $"config file {path} does not exist")
         let text = File.ReadAllText path
         match applyYaml path text ConfigSchema.defaults |> Result.bind (applyOverrides overrides) with
@@ -280,22 +271,28 @@ module Configs =
     /// <summary>A value of the config.</summary>
     let private get (config: Config) name = config.Values[name]
 
-    /// <summary>Typed accessors; the schema guarantees the kind.</summary>
+    /// <summary>The integer value of a key. The typed accessors below fail only on a programming error (a key
+    /// name not in <c>ConfigSchema.keys</c>, or the wrong accessor for its kind): parsing already checked the kind.</summary>
     [<CompiledName("Int")>]
     let int (config: Config) (name: string) = match get config name with Integer v -> v | other -> failwithf "%s is %A, not an integer" name other
 
+    /// <summary>The number value of a key.</summary>
     [<CompiledName("Float")>]
     let float (config: Config) (name: string) = match get config name with Number v -> v | other -> failwithf "%s is %A, not a number" name other
 
+    /// <summary>The flag value of a key (YAML True/False).</summary>
     [<CompiledName("Bool")>]
     let bool (config: Config) (name: string) = match get config name with Flag v -> v | other -> failwithf "%s is %A, not a flag" name other
 
+    /// <summary>The text value of a key ("" when unset).</summary>
     [<CompiledName("String")>]
     let string (config: Config) (name: string) = match get config name with Text v -> v | other -> failwithf "%s is %A, not text" name other
 
+    /// <summary>The integer-list value of a key.</summary>
     [<CompiledName("Ints")>]
     let ints (config: Config) (name: string) = match get config name with Integers v -> v | other -> failwithf "%s is %A, not integers" name other
 
+    /// <summary>The number-list value of a key.</summary>
     [<CompiledName("Floats")>]
     let floats (config: Config) (name: string) = match get config name with Numbers v -> v | other -> failwithf "%s is %A, not numbers" name other
 

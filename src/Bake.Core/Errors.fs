@@ -35,11 +35,12 @@ module Files =
                 write stream
                 stream.Flush true
             File.Move(temp, full, true)
-        with
-        | :? UnauthorizedAccessException
-        | :? IOException as e ->
+        with e ->
+            // Whatever failed (the disk, or the writer itself), no temporary file is left behind.
             (try File.Delete temp with _ -> ())
-            raise (BakeException($"cannot write {full}: {e.Message}", e))
+            match e with
+            | :? UnauthorizedAccessException | :? IOException -> raise (BakeException($"cannot write {full}: {e.Message}", e))
+            | _ -> reraise ()
 
     /// <summary>Writes text (UTF-8, no BOM) atomically; see <see cref="M:Bake.Core.Files.WriteAtomic"/>.</summary>
     [<CompiledName("WriteAllTextAtomic")>]
@@ -47,3 +48,29 @@ module Files =
         writeAtomic path (fun stream ->
             let bytes = Text.UTF8Encoding(false).GetBytes text
             stream.Write(bytes, 0, bytes.Length))
+
+/// <summary>"Did you mean" suggestions for misspelt names (config keys, model names).</summary>
+[<RequireQualifiedAccess>]
+module Spelling =
+
+    /// <summary>The Levenshtein distance: the fewest single-character insertions, deletions and substitutions that
+    /// turn <paramref name="a"/> into <paramref name="b"/> (case-sensitive).</summary>
+    [<CompiledName("Distance")>]
+    let distance (a: string, b: string) : int =
+        // Two rows of the dynamic-programming table suffice: row i only reads row i − 1.
+        let previous = Array.init (b.Length + 1) id
+        let current = Array.zeroCreate (b.Length + 1)
+        for i in 1 .. a.Length do
+            current[0] <- i
+            for j in 1 .. b.Length do
+                let cost = if a[i - 1] = b[j - 1] then 0 else 1
+                current[j] <- min (min (current[j - 1] + 1) (previous[j] + 1)) (previous[j - 1] + cost)
+            Array.blit current 0 previous 0 current.Length
+        previous[b.Length]
+
+    /// <summary>The candidate closest to <paramref name="word"/> by <see cref="M:Bake.Core.Spelling.Distance(System.String,System.String)"/>;
+    /// the first of equally close ones.</summary>
+    /// <exception cref="T:System.ArgumentException">No candidates.</exception>
+    [<CompiledName("Nearest")>]
+    let nearest (candidates: string seq, word: string) : string =
+        candidates |> Seq.minBy (fun candidate -> distance (word, candidate))

@@ -89,6 +89,15 @@ type TrainingSettings =
         | CsKd _ -> this.BatchSize / 2
         | _ -> this.BatchSize / (this.IntraImages + 1)
 
+    /// <summary>DATA.FORMAT as <see cref="M:Bake.Core.Data.Datasets.Load"/> takes it: None to detect the format.</summary>
+    member this.DataFormat = if this.Format = "auto" then None else Some this.Format
+
+    /// <summary>The dataset (and its format) whose test split the run evaluates on: TEST.DATASET when it names
+    /// another dataset (its format detected), else the training dataset in DATA.FORMAT.</summary>
+    member this.TestData =
+        if String.IsNullOrWhiteSpace this.TestDataset || this.TestDataset = this.Dataset then this.Dataset, this.DataFormat
+        else this.TestDataset, None
+
 /// <summary>From a resolved config to validated <see cref="T:Bake.Core.TrainingSettings"/>.</summary>
 [<RequireQualifiedAccess>]
 module Settings =
@@ -233,6 +242,12 @@ module Settings =
         check (not (Configs.bool config "TRAIN.SHUFFLE_BN")) "TRAIN.SHUFFLE_BN = True needs several GPUs; Bake runs one process (set it False)"
         check (not (Configs.bool config "TRAIN.JITTER")) "TRAIN.JITTER = True (colour jitter) is not implemented (set it False)"
         check (not (Configs.bool config "BN.USE_PRECISE_STATS")) "BN.USE_PRECISE_STATS = True (precise BN statistics) is not implemented (set it False)"
+        check (not (Configs.bool config "BN.ZERO_INIT_FINAL_GAMMA")) "BN.ZERO_INIT_FINAL_GAMMA = True is not implemented (set it False)"
+        // ε also acts at evaluation, and checkpoints rebuild models with the default, so another value cannot be honoured.
+        let batchNormEpsilon = Configs.float config "BN.EPS"
+        check (batchNormEpsilon = 1e-5) $"BN.EPS = {batchNormEpsilon} is not supported: Bake's models use 1e-5 (PyTorch's and pycls' default)"
+        let batchNormMomentum = Configs.float config "BN.MOM"
+        check (batchNormMomentum > 0.0 && batchNormMomentum <= 1.0) $"BN.MOM = {batchNormMomentum} is invalid: expected a value in (0, 1]"
         let trainSplit = Configs.string config "TRAIN.SPLIT"
         check (trainSplit = "train") $"TRAIN.SPLIT = {trainSplit} is not supported: Bake trains on the dataset's train split (set train)"
         let testSplit = Configs.string config "TEST.SPLIT"
@@ -290,8 +305,8 @@ module Settings =
               LogPeriod = positive "LOG_PERIOD"
               CutMix = cutMix
               Weights = Configs.string config "TRAIN.WEIGHTS"
-              BatchNormEpsilon = Configs.float config "BN.EPS"
-              BatchNormMomentum = Configs.float config "BN.MOM"
+              BatchNormEpsilon = batchNormEpsilon
+              BatchNormMomentum = batchNormMomentum
               TensorBoard = Configs.bool config "LOGGING.TENSORBOARD" }
         if problems.Count = 0 then Ok settings else Error(List.ofSeq problems)
 

@@ -47,8 +47,9 @@ module Tensors =
         if labels.shape[0] <> logits.shape[0] then
             invalidArg "labels" $"labels {describe labels} must have one entry per row of logits {describe logits}"
         if labels.numel () > 0L then
-            let lo = labels.min().item<int64> ()
-            let hi = labels.max().item<int64> ()
+            use lowest = labels.min ()
+            use highest = labels.max ()
+            let lo, hi = lowest.item<int64> (), highest.item<int64> ()
             let classes = logits.shape[1]
             if lo < 0L || hi >= classes then
                 invalidArg "labels" $"labels must lie in [0, {classes}) for logits {describe logits}, got values in [{lo}, {hi}]"

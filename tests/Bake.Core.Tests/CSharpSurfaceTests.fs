@@ -49,6 +49,13 @@ let tests =
             Expect.isGreaterThan (facade.GetExportedTypes().Length) 10 "the façade's types were found"
         }
 
+        test "BakeTrainer: Dispose may be called twice; TrainAsync after Dispose is ObjectDisposedException" {
+            let trainer = new Bake.BakeTrainer(Bake.TrainerOptions())
+            trainer.Dispose()
+            trainer.Dispose()
+            Expect.throwsT<ObjectDisposedException> (fun () -> trainer.TrainAsync() |> ignore) "disposed"
+        }
+
         test "BakeLossResult frees its tensors when disposed" {
             use features = torch.randn (6L, 4L)
             use logits = torch.randn (6L, 3L)

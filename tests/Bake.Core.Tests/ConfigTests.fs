@@ -79,7 +79,7 @@ let tests =
             for path in officialConfigs do
               yield
                 test (Path.GetFileName path) {
-                    let config = Configs.load path []
+                    let config = Configs.load (path, [])
                     let name = Path.GetFileName path
                     match Settings.ofConfig config with
                     | Ok settings ->
@@ -100,7 +100,7 @@ let tests =
         testList "shipped configs validate" [
             for path in shippedConfigs ->
                 test (Path.GetRelativePath(repoRoot, path)) {
-                    match Settings.ofConfig (Configs.load path []) with
+                    match Settings.ofConfig (Configs.load (path, [])) with
                     | Ok _ -> ()
                     | Error problems -> failtestf "%s: %A" path problems
                 }

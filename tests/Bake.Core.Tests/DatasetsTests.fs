@@ -22,6 +22,14 @@ let tests =
             Expect.equal mnist.Classes Idx.mnistClasses "digits"
         }
 
+        test "disposing a dataset frees its in-memory splits" {
+            let dataset = Datasets.load ("embedded", None)
+            let images = [ dataset.Train; dataset.Test ] |> List.map (fun split -> (split :?> InMemorySplit).Images)
+            Expect.isFalse (images |> List.exists (fun t -> t.IsInvalid)) "alive while loaded"
+            (dataset :> System.IDisposable).Dispose()
+            Expect.isTrue (images |> List.forall (fun t -> t.IsInvalid)) "both splits freed"
+        }
+
         test "a named dataset that was not fetched tells how to fetch it" {
             use cache = new TempDir()
             let e = throwsWith<BakeException> (fun () -> load "cifar100" cache.Path |> ignore)

@@ -28,6 +28,9 @@ let tests =
                 expectExit 2 [ "eval"; "--checkpoint"; run; "--fgsm"; "0.01,abc" ] "'abc' is invalid"
                 expectExit 2 [ "eval"; "--checkpoint"; run; "--corruption"; "fog" ] "'fog' is invalid"
                 expectExit 1 [ "eval"; "--checkpoint"; dir ] "no Bake checkpoint"
+                expectExit 2 [ "eval"; "--checkpoint"; run; "--batch-size"; "0" ] "--batch-size 0"
+                expectExit 2 [ "eval"; "--checkpoint"; run; "--workers"; "-1" ] "--workers -1"
+                expectExit 2 [ "eval"; "--checkpoint"; run; "--fgsm"; "0.1"; "--dataset"; "embedded" ] "--dataset cannot be combined"
                 expectExit 1 [ "eval"; "--weights"; Path.Combine(dir, "missing.pth"); "--model"; "cnn-tiny"; "--dataset"; "embedded" ] "missing.pth")
         }
     ]

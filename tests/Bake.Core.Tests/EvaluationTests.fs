@@ -65,7 +65,9 @@ let tests =
                 let logits = torch.randn(6000L, 5L, dtype = torch.float64).mul (Tensors.scalar 3.0)
                 let labels = torch.multinomial (torch.nn.functional.softmax (logits.div (Tensors.scalar 2.0), dim = 1L), 1L) |> fun l -> l.squeeze 1L
                 let t = Evaluation.fitTemperature (logits, labels)
-                Expect.floatClose { absolute = 0.2; relative = 0.0 } t 2.0 "fitted T ≈ 2")
+                Expect.floatClose { absolute = 0.2; relative = 0.0 } t 2.0 "fitted T ≈ 2"
+                let t32 = Evaluation.fitTemperature (logits.to_type torch.float32, labels)
+                Expect.floatClose { absolute = 1e-3; relative = 0.0 } t32 t "float32 logits give the same T")
         }
 
         test "--calibrate needs held-out images; with them it reports a temperature" {

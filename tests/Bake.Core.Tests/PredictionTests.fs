@@ -14,7 +14,7 @@ let private writeTestImages (dir: string) (count: int) =
     let dataset = Datasets.embedded ()
     use images = dataset.Test.Load(Array.init count id)
     let paths = Array.init count (fun i -> Path.Combine(dir, $"test-{i}.png"))
-    paths |> Array.iteri (fun i path -> use image = images[int64 i] in ImageFolder.savePng path image)
+    paths |> Array.iteri (fun i path -> use image = images[int64 i] in ImageFolder.savePng (path, image))
     paths, Array.init count (fun i -> dataset.Test.Labels[i])
 
 /// Probabilities of the model on the same test images through the evaluation pipeline (dataset → transform → model).
@@ -33,12 +33,12 @@ let tests =
                     for channels in [ 1L; 3L ] do
                         let image = torch.randint(0L, 256L, [| channels; 5L; 7L |], dtype = torch.uint8)
                         let path = Path.Combine(dir, $"c{channels}.png")
-                        ImageFolder.savePng path image
+                        ImageFolder.savePng (path, image)
                         let planar, h, w = ImageFolder.decode path
                         Expect.equal (h, w) (5, 7) "size"
                         let expected = (if channels = 1L then image.expand(3L, -1L, -1L) else image).contiguous().data<byte>().ToArray()
                         Expect.sequenceEqual planar expected $"{channels} channel(s) decode to the same pixels"
-                    let error = throwsWith<ArgumentException> (fun () -> ImageFolder.savePng (Path.Combine(dir, "x.png")) (torch.zeros(2L, 4L, 4L, dtype = torch.uint8)))
+                    let error = throwsWith<ArgumentException> (fun () -> ImageFolder.savePng (Path.Combine(dir, "x.png"), torch.zeros(2L, 4L, 4L, dtype = torch.uint8)))
                     Expect.stringContains error.Message "1 or 3 channels" "explains"))
         }
 

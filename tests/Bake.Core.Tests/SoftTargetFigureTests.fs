@@ -19,7 +19,7 @@ let private copyRun (dir: string) (overrides: string list option) =
         File.Copy(file, target)
     let config = Path.Combine(dir, "config.yaml")
     match overrides with
-    | Some overrides -> File.WriteAllText(config, Configs.toYaml (Configs.load config overrides))
+    | Some overrides -> File.WriteAllText(config, Configs.toYaml (Configs.load (config, overrides)))
     | None -> File.Delete config
     dir
 
@@ -106,7 +106,7 @@ let tests =
                     for c in [ "a"; "b"; "c" ] do
                         for i in 0 .. 1 do
                             use image = TorchSharp.torch.randint(0L, 256L, [| 1L; 28L; 28L |], dtype = TorchSharp.torch.uint8)
-                            ImageFolder.savePng (Path.Combine(other, split, c, $"{i}.png")) image
+                            ImageFolder.savePng (Path.Combine(other, split, c, $"{i}.png"), image)
                 expectExit 0 [ "soft-targets"; "--help" ] "Example:\n  bake soft-targets --checkpoint"
                 expectExit 2 [ "soft-targets"; "--checkpoint"; run ] "missing argument '--out'"
                 expectExit 2 [ "soft-targets"; "--checkpoint"; run; "--out"; Path.Combine(dir, "st.jpg") ] "the figure is a PNG file"

@@ -141,6 +141,77 @@ let tests =
             Expect.hasLength problems 3 $"three problems: {problems}"
         }
 
+        test "BN settings Bake cannot honour are refused, not ignored" {
+            let problems = problemsOf (Settings.ofConfig (tinyConfig "unused" [ "BN.ZERO_INIT_FINAL_GAMMA=True"; "BN.EPS=1e-3"; "BN.MOM=0" ]))
+            Expect.hasLength problems 3 $"three problems: {problems}"
+            for key in [ "BN.ZERO_INIT_FINAL_GAMMA"; "BN.EPS"; "BN.MOM" ] do
+                Expect.exists problems (fun p -> p.Contains key) $"names {key}"
+        }
+
+        test "BN.MOM reaches the model's BatchNorm layers (the running statistics, hence the test metrics, change)" {
+            withRunDir (fun usual ->
+                withRunDir (fun other ->
+                    let a = runTiny usual [ "OPTIM.MAX_EPOCH=1" ] ignore CancellationToken.None
+                    let b = runTiny other [ "OPTIM.MAX_EPOCH=1"; "BN.MOM=1.0" ] ignore CancellationToken.None
+                    Expect.notEqual b.Final.Value.Nll a.Final.Value.Nll "test NLL with BN.MOM 1.0 vs 0.1"))
+        }
+
+        test "a run directory evaluates by default on the dataset the run evaluated on (TEST.DATASET)" {
+            withRunDir (fun dir ->
+                // A test dataset other than the training one: the embedded files with its training images as the test split.
+                let testData = Path.Combine(dir, "test-data")
+                Directory.CreateDirectory testData |> ignore
+                let embedded = Data.Datasets.embeddedDirectory ()
+                for file in [ "train-images-idx3-ubyte.gz"; "train-labels-idx1-ubyte.gz" ] do
+                    File.Copy(Path.Combine(embedded, file), Path.Combine(testData, file))
+                    File.Copy(Path.Combine(embedded, file), Path.Combine(testData, file.Replace("train", "t10k")))
+                let outcome = runTiny (Path.Combine(dir, "run")) [ "OPTIM.MAX_EPOCH=1"; "TEST.DATASET=" + testData ] ignore CancellationToken.None
+                let _, metrics = Trainer.evaluateCheckpoint (Path.Combine(dir, "run"), None, 1, 500)
+                Expect.equal metrics.Count outcome.Final.Value.Count "the same test images"
+                Expect.floatClose Accuracy.veryHigh metrics.Top1 outcome.Final.Value.Top1 "the same top-1")
+        }
+
+        test "a TEST.DATASET with another class count or channel count is refused before training" {
+            withRunDir (fun dir ->
+                // The embedded images as an image folder (decoded as RGB), with some of the classes.
+                let folderOf (classes: int) =
+                    let root = Path.Combine(dir, $"{classes}-classes")
+                    use embedded = Data.Datasets.embedded ()
+                    for split in [ "train"; "test" ] do
+                        for c in 0 .. classes - 1 do
+                            let folder = Directory.CreateDirectory(Path.Combine(root, split, $"class{c}")).FullName
+                            let index = embedded.Train.Labels |> Array.findIndex ((=) c)
+                            use image = embedded.Train.Load [| index |]
+                            use first = image[0L]
+                            Data.ImageFolder.savePng (Path.Combine(folder, "0.png"), first)
+                    root
+                for classes, expected in [ 3, "has 3 classes"; 10, "3-channel images" ] do
+                    let error =
+                        throwsWith<UsageException> (fun () ->
+                            runTiny (Path.Combine(dir, $"run{classes}")) [ "TEST.DATASET=" + folderOf classes ] ignore CancellationToken.None |> ignore)
+                    Expect.stringContains error.Message expected "names the mismatch")
+        }
+
+        test "a malformed checkpoint pointer is a BakeException naming the file" {
+            withRunDir (fun dir ->
+                Directory.CreateDirectory(Path.Combine(dir, "checkpoints")) |> ignore
+                let pointer = Path.Combine(dir, "checkpoints", "last.json")
+                for text in [ "{ not json"; "{\"folder\": 3}"; "{}"; "{\"folder\": \"\"}" ] do
+                    File.WriteAllText(pointer, text)
+                    let error = throwsWith<BakeException> (fun () -> Checkpoints.ofPath dir |> ignore)
+                    Expect.stringContains error.Message pointer $"names the pointer file ({text})")
+        }
+
+        test "MODEL.NUM_CLASSES other than the dataset's class count is refused before training" {
+            withRunDir (fun dir ->
+                let error = throwsWith<UsageException> (fun () -> runTiny dir [ "MODEL.NUM_CLASSES=12" ] ignore CancellationToken.None |> ignore)
+                Expect.stringContains error.Message "MODEL.NUM_CLASSES = 12" "names the key and value"
+                Expect.isNone (Checkpoints.resolve (dir, "last")) "nothing trained")
+            withRunDir (fun dir ->
+                let outcome = runTiny dir [ "MODEL.NUM_CLASSES=10"; "OPTIM.MAX_EPOCH=1" ] ignore CancellationToken.None
+                Expect.isSome outcome.Final "the dataset's own count is accepted")
+        }
+
         test "an unwritable run directory is a clear error" {
             let error = throwsWith<BakeException> (fun () -> runTiny "/proc/bake-cannot-write" [] ignore CancellationToken.None |> ignore)
             Expect.stringContains error.Message "/proc/bake-cannot-write" "names the directory"
@@ -158,7 +229,7 @@ let tests =
                 let name = Path.GetFileName path
                 if not (name.StartsWith "BAKE-S-" || name.StartsWith "S-") then
                     yield test (Path.GetRelativePath(Path.Combine(repoRoot, ".."), path)) {
-                        let config = Configs.load path []
+                        let config = Configs.load (path, [])
                         let text = Trainer.dryRun (config, Settings.ofConfigOrThrow config)
                         Expect.stringContains text "MODEL:" "prints the resolved config"
                         Expect.stringContains text "parameters" "prints the model summary"

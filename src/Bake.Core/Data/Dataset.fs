@@ -47,6 +47,15 @@ type Dataset =
         Std: float[]
     }
 
+    /// <summary>Frees the splits that own native memory (in-memory splits hold all their images in one tensor).
+    /// Whoever loaded the dataset disposes it; copies made with <c>{ dataset with ... }</c> share its splits.</summary>
+    interface IDisposable with
+        member this.Dispose() =
+            for split in [ this.Train; this.Test ] do
+                match split with
+                | :? IDisposable as owned -> owned.Dispose()
+                | _ -> ()
+
 /// <summary>A split held in memory as one uint8 tensor N×C×H×W; <c>Load</c> indexes it (small datasets: MNIST,
 /// CIFAR, and ImageFolders decoded once).</summary>
 /// <param name="images">uint8 N×C×H×W; the split takes ownership and never modifies it.</param>

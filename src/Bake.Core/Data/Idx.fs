@@ -55,7 +55,8 @@ module Idx =
                 $"{actual - expected} unexpected bytes after the {expected} bytes of data announced by the header (offset {header + int expected}): not an IDX file of this shape"
         shape, bytes[header..]
 
-    /// <summary>Reads an image file (N×H×W, or N×C×H×W when 4-dimensional) into a uint8 tensor N×C×H×W.</summary>
+    /// <summary>Reads an image file (N×H×W, or N×C×H×W when 4-dimensional) into a fresh uint8 tensor N×C×H×W on
+    /// the CPU, owned by the caller.</summary>
     [<CompiledName("ReadImages")>]
     let readImages (path: string) : torch.Tensor =
         let shape, data = read path

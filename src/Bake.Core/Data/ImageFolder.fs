@@ -87,7 +87,7 @@ module ImageFolder =
     /// <exception cref="T:System.ArgumentException">The image is not uint8 C×H×W with 1 or 3 channels.</exception>
     /// <exception cref="T:Bake.Core.BakeException">The file cannot be written.</exception>
     [<CompiledName("SavePng")>]
-    let savePng (path: string) (image: torch.Tensor) : unit =
+    let savePng (path: string, image: torch.Tensor) : unit =
         if isNull image then nullArg "image"
         if image.dtype <> torch.uint8 || image.dim () <> 3L || (image.shape[0] <> 1L && image.shape[0] <> 3L) then
             invalidArg "image" $"expected a uint8 C×H×W image with 1 or 3 channels, got {image.dtype} {Tensors.describe image}"

@@ -109,8 +109,8 @@ module Csv =
         if lines.Count = 0 then fail full $"the file has a header (line {columnsLine}) but no data rows"
         { Path = full; Header = header; Rows = lines.Count; Columns = columns; Values = values.ToArray(); Lines = lines.ToArray() }
 
-    /// <summary>Reads a numeric CSV file as a float64 matrix, rows × columns, on the CPU (the header, if any, is
-    /// skipped).</summary>
+    /// <summary>Reads a numeric CSV file as a fresh float64 matrix, rows × columns, on the CPU, owned by the caller
+    /// (the header, if any, is skipped).</summary>
     /// <exception cref="T:Bake.Core.BakeException">See <see cref="M:Bake.Core.Interop.Csv.ReadTable(System.String)"/>.</exception>
     [<CompiledName("Read")>]
     let read (path: string) : torch.Tensor =
@@ -261,8 +261,8 @@ module Npy =
             if n = 0 then finished <- true else total <- total + n
         total
 
-    /// <summary>Reads a 2-D <c>.npy</c> array as a matrix on the CPU, in the file's dtype (float32 for
-    /// <c>&lt;f4</c>, float64 for <c>&lt;f8</c>), always row-major.</summary>
+    /// <summary>Reads a 2-D <c>.npy</c> array as a fresh matrix on the CPU, owned by the caller, in the file's dtype
+    /// (float32 for <c>&lt;f4</c>, float64 for <c>&lt;f8</c>), always row-major.</summary>
     /// <exception cref="T:Bake.Core.BakeException">The file is missing, not a <c>.npy</c> file, of an unknown
     /// format version, has a malformed header, an unsupported dtype, a rank other than 2, or fewer or more data
     /// bytes than its shape needs (the message gives both counts).</exception>
@@ -408,7 +408,8 @@ module MatrixFiles =
         | "" -> raise (UsageException $"{path}: no file extension: expected .csv or .npy to choose the matrix format")
         | other -> raise (UsageException $"{path}: unknown matrix file extension '{other}': expected .csv or .npy")
 
-    /// <summary>Reads a matrix on the CPU: float64 from CSV, the file's dtype from <c>.npy</c>.</summary>
+    /// <summary>Reads a matrix as a fresh tensor on the CPU, owned by the caller: float64 from CSV, the file's dtype
+    /// from <c>.npy</c>.</summary>
     /// <exception cref="T:Bake.Core.UsageException">The extension is neither <c>.csv</c> nor <c>.npy</c>.</exception>
     /// <exception cref="T:Bake.Core.BakeException">The file is missing or malformed (the message names the file and
     /// where).</exception>

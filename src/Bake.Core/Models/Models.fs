@@ -53,18 +53,6 @@ module Models =
     [<CompiledName("Summaries")>]
     let summaries () : (string * string) list = entries |> List.map (fun entry -> entry.Name, entry.Summary)
 
-    /// <summary>Levenshtein distance, for "did you mean" suggestions.</summary>
-    let private distance (a: string) (b: string) =
-        let previous = Array.init (b.Length + 1) id
-        let current = Array.zeroCreate (b.Length + 1)
-        for i in 1 .. a.Length do
-            current[0] <- i
-            for j in 1 .. b.Length do
-                let cost = if a[i - 1] = b[j - 1] then 0 else 1
-                current[j] <- min (min (current[j - 1] + 1) (previous[j] + 1)) (previous[j - 1] + cost)
-            Array.blit current 0 previous 0 current.Length
-        previous[b.Length]
-
     /// <summary>Accepts the registry's spelling and torchvision's (<c>resnext50_32x4d</c>, <c>mobilenet_v2</c>,
     /// <c>efficientnet_b0</c>), case-insensitively.</summary>
     let private normalize (name: string) =
@@ -84,8 +72,8 @@ module Models =
         let key = if isNull name then "" else normalize name
         match entries |> List.tryFind (fun entry -> entry.Name = key) with
         | None ->
-            let nearest = names |> List.minBy (distance key)
-            let suggestion = if distance key nearest <= max 2 (key.Length / 3) then $" Did you mean '{nearest}'?" else ""
+            let nearest = Spelling.nearest (names, key)
+            let suggestion = if Spelling.distance (key, nearest) <= max 2 (key.Length / 3) then $" Did you mean '{nearest}'?" else ""
             let known = String.Join(", ", names)
             raise (UsageException($"unknown model '{name}'.{suggestion} Known models: {known}."))
         | Some entry ->

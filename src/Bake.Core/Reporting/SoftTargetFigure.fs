@@ -85,18 +85,16 @@ module SoftTargetFigure =
     /// <c>runDir/config.yaml</c>), with the dataset spec and format it trained on; the paper's defaults (M = 1,
     /// batch 128) when the run has no config.</summary>
     let private runSettings (checkpoint: string) =
-        let configPath = Path.Combine(Checkpoints.runDirectory checkpoint, "config.yaml")
-        if File.Exists configPath then
-            let config = Configs.load configPath []
-            let settings = Settings.ofConfigOrThrow config
+        match Checkpoints.runConfig checkpoint with
+        | Some (configPath, config, settings) ->
             let options =
                 match settings.Method with
                 | Bake options -> options
                 | _ -> { BakeOptions.Default with Omega = Configs.float config "TRAIN.OMEGA"; Temperature = Configs.float config "TRAIN.TEMP" }
             let m = if settings.IntraImages > 0 then settings.IntraImages else 1
-            let format = if settings.Format = "auto" then None else Some settings.Format
-            options, m, settings.BatchSize, Some settings.Dataset, format, $"the run's {configPath}"
-        else
+            options, m, settings.BatchSize, Some settings.Dataset, settings.DataFormat, $"the run's {configPath}"
+        | None ->
+            let configPath = Path.Combine(Checkpoints.runDirectory checkpoint, "config.yaml")
             BakeOptions.Default, 1, 128, None, None, $"the paper's defaults (no {configPath})"
 
     /// <summary>Samples one BAKE batch of a checkpoint's training data and computes the soft targets of its images.</summary>
@@ -115,11 +113,10 @@ module SoftTargetFigure =
             match datasetSpec |> Option.orElse runDataset with
             | Some spec -> spec
             | None -> raise (UsageException $"{path}: the run's config.yaml was not found next to the checkpoint; pass --dataset")
-        let dataset = Datasets.load (spec, (if datasetSpec.IsSome then None else format))
+        use dataset = Datasets.load (spec, (if datasetSpec.IsSome then None else format))
         let state, model = Checkpoints.loadModel checkpoint
         use model = model
-        if dataset.Classes.Length <> state.Classes.Length then
-            raise (BakeException $"dataset {spec} has {dataset.Classes.Length} classes but the checkpoint {checkpoint} was trained on {state.Classes.Length}")
+        Checkpoints.requireSameClasses (checkpoint, state, spec, dataset)
         let anchors = max 1 (batchSize / (m + 1))
         let batch = (Sampling.bakeBatches (dataset.Train.Labels, anchors, m, seed, 0))[0]
         use _ = torch.NewDisposeScope()

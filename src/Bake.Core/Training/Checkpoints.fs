@@ -50,9 +50,16 @@ module Checkpoints =
     let private folder (runDir: string) = Path.Combine(runDir, "checkpoints")
 
     /// <summary>The folder name a pointer file (last.json, best.json) names.</summary>
+    /// <exception cref="T:Bake.Core.BakeException">The pointer file is not JSON with a "folder" string.</exception>
     let private pointedFolder (pointerFile: string) : string =
-        let node = JsonNode.Parse(File.ReadAllText pointerFile)
-        node["folder"].GetValue<string>()
+        try
+            let node = JsonNode.Parse(File.ReadAllText pointerFile)
+            let folder = node["folder"].GetValue<string>()
+            if String.IsNullOrWhiteSpace folder then raise (FormatException "empty folder name")
+            folder
+        with
+        | :? Text.Json.JsonException | :? InvalidOperationException | :? NullReferenceException | :? FormatException as e ->
+            raise (BakeException($"{pointerFile}: malformed checkpoint pointer (expected {{\"folder\": \"<checkpoint folder>\"}}): {e.Message}", e))
 
     let private stateJson (state: CheckpointState) =
         let o = JsonObject()
@@ -111,10 +118,12 @@ module Checkpoints =
             Files.writeAllTextAtomic (Path.Combine(temp, "state.json")) ((stateJson state).ToJsonString(Text.Json.JsonSerializerOptions(WriteIndented = true)))
             if Directory.Exists final then Directory.Delete(final, true)
             Directory.Move(temp, final)
-        with
-        | :? IOException | :? UnauthorizedAccessException as e ->
+        with e ->
+            // Whatever failed (the disk, or a writer throwing BakeException), no temporary folder is left behind.
             (try Directory.Delete(temp, true) with _ -> ())
-            raise (BakeException($"cannot write checkpoint {final}: {e.Message}", e))
+            match e with
+            | :? IOException | :? UnauthorizedAccessException -> raise (BakeException($"cannot write checkpoint {final}: {e.Message}", e))
+            | _ -> reraise ()
         for pointer in pointers do
             Files.writeAllTextAtomic (Path.Combine(root, pointer + ".json")) (JsonObject([ Collections.Generic.KeyValuePair<string, JsonNode>("folder", JsonValue.Create name) ]).ToJsonString())
         // Keep only the folders that a pointer names.
@@ -170,6 +179,17 @@ module Checkpoints =
     [<CompiledName("RunDirectory")>]
     let runDirectory (checkpoint: string) : string = Path.GetFullPath(Path.Combine(checkpoint, "..", ".."))
 
+    /// <summary>The run a checkpoint folder belongs to: the path of its config.yaml, the config and its validated
+    /// settings; None when there is no config.yaml two levels up (a checkpoint folder copied elsewhere).</summary>
+    /// <exception cref="T:Bake.Core.UsageException">The run's config.yaml is invalid.</exception>
+    [<CompiledName("RunConfig")>]
+    let runConfig (checkpoint: string) : (string * Config * TrainingSettings) option =
+        let path = Path.Combine(runDirectory checkpoint, "config.yaml")
+        if File.Exists path then
+            let config = Configs.load (path, [])
+            Some(path, config, Settings.ofConfigOrThrow config)
+        else None
+
     /// <summary>A checkpoint's state and its model with the checkpoint's weights, in eval mode on the CPU. The caller
     /// owns (and disposes) the model.</summary>
     /// <exception cref="T:Bake.Core.BakeException">The state or the weights cannot be read or do not fit.</exception>
@@ -184,6 +204,14 @@ module Checkpoints =
         with _ ->
             model.Dispose()
             reraise ()
+
+    /// <summary>Refuses a dataset whose class count differs from the checkpoint's: its labels would not match the
+    /// model's logits.</summary>
+    /// <exception cref="T:Bake.Core.BakeException">The class counts differ; the message names both.</exception>
+    [<CompiledName("RequireSameClasses")>]
+    let requireSameClasses (checkpoint: string, state: CheckpointState, datasetSpec: string, dataset: Data.Dataset) : unit =
+        if dataset.Classes.Length <> state.Classes.Length then
+            raise (BakeException $"dataset {datasetSpec} has {dataset.Classes.Length} classes but the checkpoint {checkpoint} was trained on {state.Classes.Length}")
 
     /// <summary>Writes a checkpoint's weights (state dict, torchvision names) for PyTorch or any safetensors reader,
     /// atomically.</summary>

@@ -73,7 +73,9 @@ module Evaluation =
                 let sigma = [| 0.5; 1.0; 1.5 |][severity - 1]
                 toNormalised (blur (toPixels (images.detach ())) sigma))
 
-    /// <summary>Logits (float64, CPU) and labels of a whole split under a perturbation, in eval mode.</summary>
+    /// <summary>Logits (float64, N×K, CPU, no autograd history) and labels (int64, N) of a whole split under a
+    /// perturbation, in eval mode (the model's train/eval mode is restored afterwards). Both are fresh tensors the
+    /// caller owns and disposes.</summary>
     [<CompiledName("Logits")>]
     let logits (model: Classifier, split: ISplit, transform: TransformSpec, mean: float[], std: float[], batchSize: int, device: torch.Device, workers: int, perturbation: Perturbation) : torch.Tensor * torch.Tensor =
         let wasTraining = model.training
@@ -99,9 +101,13 @@ module Evaluation =
 
     /// <summary>The temperature T that minimises the NLL of softmax(logits / T) (Guo et al. 2017), by golden-section
     /// search over log T in [log 0.05, log 20].</summary>
+    /// <param name="logits">N×K logits, any float dtype (computed in float64); not modified.</param>
+    /// <param name="labels">int64 vector of N labels.</param>
     [<CompiledName("FitTemperature")>]
     let fitTemperature (logits: torch.Tensor, labels: torch.Tensor) : float =
         use _ = torch.no_grad ()
+        // item<float> reads float64 only, and float32 logits would also blur the optimum.
+        use logits = logits.to_type torch.float64
         let nll (logT: float) =
             use scope = torch.NewDisposeScope()
             torch.nn.functional.cross_entropy(logits.div (Tensors.scalar (Math.Exp logT)), labels).item<float> ()

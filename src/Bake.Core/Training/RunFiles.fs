@@ -67,19 +67,27 @@ module RunFiles =
     let appendLog (path: string) (record: JsonObject) : unit =
         File.AppendAllText(path, record.ToJsonString() + "\n")
 
+    /// <summary>A float as JSON; null for NaN and infinities, which JSON cannot hold (System.Text.Json throws on
+    /// them, and a diverged model's test NLL is NaN: writing it must not stop the run).</summary>
+    [<CompiledName("JsonNumber")>]
+    let jsonNumber (v: float) : JsonNode = if Double.IsFinite v then JsonValue.Create v else null
+
+    /// <summary>Reads back a number written by jsonNumber: null is NaN.</summary>
+    let private numberOf (node: JsonNode) : float = if isNull node then nan else node.GetValue<float>()
+
     let private metricsJson (m: EvalMetrics) =
         JsonObject(
             [ Collections.Generic.KeyValuePair<string, JsonNode>("count", JsonValue.Create m.Count)
-              Collections.Generic.KeyValuePair("top1", JsonValue.Create m.Top1)
-              Collections.Generic.KeyValuePair("top5", JsonValue.Create m.Top5)
-              Collections.Generic.KeyValuePair("nll", JsonValue.Create m.Nll)
-              Collections.Generic.KeyValuePair("ece", JsonValue.Create m.Ece)
-              Collections.Generic.KeyValuePair("per_class_top1", JsonArray(m.PerClassTop1 |> Array.map (fun v -> (if Double.IsNaN v then null else JsonValue.Create v) :> JsonNode))) ])
+              Collections.Generic.KeyValuePair("top1", jsonNumber m.Top1)
+              Collections.Generic.KeyValuePair("top5", jsonNumber m.Top5)
+              Collections.Generic.KeyValuePair("nll", jsonNumber m.Nll)
+              Collections.Generic.KeyValuePair("ece", jsonNumber m.Ece)
+              Collections.Generic.KeyValuePair("per_class_top1", JsonArray(m.PerClassTop1 |> Array.map jsonNumber)) ])
 
     let private metricsOf (node: JsonNode) : EvalMetrics =
-        { Count = node["count"].GetValue<int64>(); Top1 = node["top1"].GetValue<float>(); Top5 = node["top5"].GetValue<float>()
-          Nll = node["nll"].GetValue<float>(); Ece = node["ece"].GetValue<float>()
-          PerClassTop1 = node["per_class_top1"].AsArray() |> Seq.map (fun v -> if isNull v then nan else v.GetValue<float>()) |> Array.ofSeq }
+        { Count = node["count"].GetValue<int64>(); Top1 = numberOf node["top1"]; Top5 = numberOf node["top5"]
+          Nll = numberOf node["nll"]; Ece = numberOf node["ece"]
+          PerClassTop1 = node["per_class_top1"].AsArray() |> Seq.map numberOf |> Array.ofSeq }
 
     /// <summary>An epoch summary as JSON (used in log.jsonl and in checkpoints).</summary>
     [<CompiledName("EpochJson")>]

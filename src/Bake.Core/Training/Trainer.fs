@@ -111,6 +111,14 @@ module Trainer =
             |> Array.sort
         subset split training, subset split held
 
+    /// <summary>Sets BN.MOM on every BatchNorm of a model. Momentum only steers the running statistics while training,
+    /// so it need not be recorded in checkpoints.</summary>
+    let private setBatchNormMomentum (model: Classifier) (momentum: float) =
+        for m in model.modules () do
+            match m with
+            | :? Modules.BatchNorm as norm -> norm.momentum <- momentum
+            | _ -> ()
+
     let private log (runDir: string) (record: JsonObject) = RunFiles.appendLog (Path.Combine(runDir, "log.jsonl")) record
 
     let private bestOf (history: EpochSummary list) =
@@ -175,19 +183,31 @@ module Trainer =
         if resume && existing.IsNone then
             let expected = Path.Combine(runDir, "checkpoints", "last.json")
             raise (UsageException $"--resume: no checkpoint in {runDir} (expected {expected})")
-        let dataset = Datasets.load (settings.Dataset, (if settings.Format = "auto" then None else Some settings.Format))
+        use dataset = Datasets.load (settings.Dataset, settings.DataFormat)
         let testDataset =
-            if String.IsNullOrWhiteSpace settings.TestDataset || settings.TestDataset = settings.Dataset then dataset
-            else Datasets.load (settings.TestDataset, None)
+            match settings.TestData with
+            | spec, _ when spec = settings.Dataset -> dataset
+            | spec, format -> Datasets.load (spec, format)
+        use _ownTestDataset = if obj.ReferenceEquals(testDataset, dataset) then null else testDataset :> IDisposable
+        // Found now rather than at the first evaluation, an epoch into training.
+        if testDataset.Classes.Length <> dataset.Classes.Length then
+            raise (UsageException $"TEST.DATASET {settings.TestDataset} has {testDataset.Classes.Length} classes but TRAIN.DATASET {settings.Dataset} has {dataset.Classes.Length}")
+        if testDataset.ImageShape[0] <> dataset.ImageShape[0] then
+            raise (UsageException $"TEST.DATASET {settings.TestDataset} has {testDataset.ImageShape[0]}-channel images but TRAIN.DATASET {settings.Dataset} has {dataset.ImageShape[0]}-channel ones")
         let train =
             if settings.PerClass > 0 || settings.HoldoutPerClass > 0 then
                 fst (splitTraining (dataset.Train, settings.PerClass, settings.HoldoutPerClass, settings.Seed))
             else dataset.Train
+        // Checkpoints record the dataset's class names and rebuild the model with that many logits, so a head of
+        // another width would train but could never be evaluated, exported or used for prediction.
+        if settings.Classes > 0 && settings.Classes <> dataset.Classes.Length then
+            raise (UsageException $"MODEL.NUM_CLASSES = {settings.Classes} but the dataset {dataset.Name} has {dataset.Classes.Length} classes: set it to {dataset.Classes.Length} or to 0 (taken from the dataset)")
         let classes = if settings.Classes > 0 then settings.Classes else dataset.Classes.Length
         let trainTransform, testTransform, size = transformsFor settings dataset
         let channels = dataset.ImageShape[0]
         torch.manual_seed (int64 settings.Seed) |> ignore
         use model = Models.create (settings.Model, classes, channels, size)
+        setBatchNormMomentum model settings.BatchNormMomentum
         if settings.Weights <> "" then Weights.load (model, settings.Weights)
         model.``to`` device |> ignore
         use optimizer = Optimizer.sgd (model, settings.Optimizer, settings.Schedule.BaseLr)
@@ -231,8 +251,13 @@ module Trainer =
             let windowClock = Stopwatch.StartNew()
             let mutable windowImages = 0L
             // The whole plan goes to the loader, so each batch keeps its (seed, epoch, index) augmentation seed;
-            // batches already trained before a mid-epoch checkpoint are skipped.
-            use batches = (Loader.epoch (train, plan, trainTransform, settings.Seed, epoch, settings.Workers) |> Seq.skip startIteration).GetEnumerator()
+            // batches already trained before a mid-epoch checkpoint are skipped, and freed: the consumer owns every
+            // batch it is handed (Seq.skip would leave their native memory to the finalizers).
+            use batches = (Loader.epoch (train, plan, trainTransform, settings.Seed, epoch, settings.Workers)).GetEnumerator()
+            let mutable skipped = 0
+            while skipped < startIteration && batches.MoveNext() do
+                (batches.Current :> IDisposable).Dispose()
+                skipped <- skipped + 1
             while not cancelled && batches.MoveNext() do
                 use batch = batches.Current
                 let lr = Schedules.learningRate (settings.Schedule, epoch, iteration, iterations)
@@ -349,27 +374,28 @@ module Trainer =
               Models.describe model ]
 
     /// <summary>Evaluates a checkpoint (a checkpoint folder, or a run directory: its last checkpoint, i.e. the final model) on
-    /// the test split of a dataset (by default the run's own, read from its config.yaml).</summary>
+    /// the test split of a dataset (by default the one the run evaluated on, read from its config.yaml: TEST.DATASET, else
+    /// TRAIN.DATASET in DATA.FORMAT). Images are normalised with the checkpoint's mean and std, as in training.</summary>
     [<CompiledName("EvaluateCheckpoint")>]
     let evaluateCheckpoint (path: string, datasetSpec: string option, workers: int, batchSize: int) : CheckpointState * EvalMetrics =
         let checkpoint = Checkpoints.ofPath path
         let state, model = Checkpoints.loadModel checkpoint
         use model = model
-        let runConfig = Path.Combine(checkpoint, "..", "..", "config.yaml") |> Path.GetFullPath
-        let settings = if File.Exists runConfig then Some(Settings.ofConfigOrThrow (Configs.load runConfig [])) else None
-        let spec =
+        let settings = Checkpoints.runConfig checkpoint |> Option.map (fun (_, _, settings) -> settings)
+        let spec, format =
             match datasetSpec, settings with
-            | Some spec, _ -> spec
-            | None, Some settings -> settings.Dataset
+            | Some spec, _ -> spec, None
+            | None, Some settings -> settings.TestData
             | None, None -> raise (UsageException $"{path}: the run's config.yaml was not found next to the checkpoint; pass --dataset")
-        let dataset = Datasets.load (spec, None)
-        if dataset.Classes.Length <> state.Classes.Length then
-            raise (BakeException $"dataset {spec} has {dataset.Classes.Length} classes but the checkpoint {checkpoint} was trained on {state.Classes.Length}")
+        use dataset = Datasets.load (spec, format)
+        Checkpoints.requireSameClasses (checkpoint, state, spec, dataset)
+        // The model expects the training data's normalisation, whatever dataset it is evaluated on.
+        let normalisedAsTrained = { dataset with Mean = state.Mean; Std = state.Std }
         // The run's own test transform (its TRAIN/TEST.IM_SIZE), else the dataset's preset.
         let transform =
             match settings with
-            | Some settings -> let _, test, _ = transformsFor settings dataset in test
-            | None -> Transforms.forEvaluation dataset
+            | Some settings -> let _, test, _ = transformsFor settings normalisedAsTrained in test
+            | None -> Transforms.forEvaluation normalisedAsTrained
         state, evaluate (model, dataset, transform, batchSize, torch.CPU, workers)
 
     /// <summary>Evaluates weights from anywhere (a torchvision or official BAKE/pycls state dict, a .safetensors file)
@@ -377,7 +403,7 @@ module Trainer =
     /// shape.</summary>
     [<CompiledName("EvaluateWeights")>]
     let evaluateWeights (weights: string, modelName: string, datasetSpec: string, workers: int, batchSize: int) : string[] * EvalMetrics =
-        let dataset = Datasets.load (datasetSpec, None)
+        use dataset = Datasets.load (datasetSpec, None)
         use model = Models.create (modelName, dataset.Classes.Length, dataset.ImageShape[0], dataset.ImageShape[1])
         Weights.load (model, weights)
         dataset.Classes, evaluate (model, dataset, Transforms.forEvaluation dataset, batchSize, torch.CPU, workers)
@@ -404,10 +430,13 @@ module Robustness =
     [<CompiledName("Evaluate")>]
     let evaluate (path: string, fgsm: float list, corruptions: Corruption list, calibrate: bool, batchSize: int, workers: int) : RobustnessReport =
         let checkpoint = Checkpoints.ofPath path
-        let runConfig = Path.Combine(checkpoint, "..", "..", "config.yaml") |> Path.GetFullPath
-        if not (File.Exists runConfig) then raise (BakeException $"{checkpoint}: the run's config.yaml is missing ({runConfig})")
-        let settings = Settings.ofConfigOrThrow (Configs.load runConfig [])
-        let dataset = Datasets.load (settings.Dataset, (if settings.Format = "auto" then None else Some settings.Format))
+        let runConfig, settings =
+            match Checkpoints.runConfig checkpoint with
+            | Some (runConfig, _, settings) -> runConfig, settings
+            | None ->
+                let expected = Path.Combine(Checkpoints.runDirectory checkpoint, "config.yaml")
+                raise (BakeException $"{checkpoint}: the run's config.yaml is missing ({expected})")
+        use dataset = Datasets.load (settings.Dataset, settings.DataFormat)
         let _, model = Checkpoints.loadModel checkpoint
         use model = model
         let _, transform, _ = Trainer.transformsFor settings dataset
@@ -443,10 +472,10 @@ module Robustness =
     let toJson (report: RobustnessReport) : string =
         let metrics (m: EvalMetrics) =
             let o = JsonObject()
-            o["top1"] <- JsonValue.Create m.Top1
-            o["top5"] <- JsonValue.Create m.Top5
-            o["nll"] <- JsonValue.Create m.Nll
-            o["ece"] <- JsonValue.Create m.Ece
+            o["top1"] <- RunFiles.jsonNumber m.Top1
+            o["top5"] <- RunFiles.jsonNumber m.Top5
+            o["nll"] <- RunFiles.jsonNumber m.Nll
+            o["ece"] <- RunFiles.jsonNumber m.Ece
             o
         let root = JsonObject()
         root["checkpoint"] <- JsonValue.Create report.Checkpoint
