@@ -26,6 +26,8 @@ type RunResult =
       Corruption: (string * int * float) list
       Iterations: int
       Seconds: float
+      /// SGD steps done by the end of each epoch.
+      CumulativeSteps: float[]
       Summary: RunSummary }
 
 let private column (path: string) (name: string) =
@@ -60,6 +62,7 @@ let read (dir: string) (name: string) (methodName: string) : RunResult option =
               Corruption = [ for n in robustness["corruptions"].AsArray() -> n["corruption"].GetValue<string>(), n["severity"].GetValue<int>(), metric n "top1" ]
               Iterations = column summaryPath "iterations" |> Array.sum |> int
               Seconds = column summaryPath "seconds" |> Array.sum
+              CumulativeSteps = column summaryPath "iterations" |> Array.scan (+) 0.0 |> Array.tail
               Summary = summary }
 
 let private pm (values: float[]) (digits: int) =
@@ -93,9 +96,9 @@ let methodTable (groups: (string * RunResult list) list) (reference: string) =
         line ("| " + String.concat " | " cells + " |")
     text.ToString()
 
-/// Mean test top-1 per evaluated epoch over a group's seeds, with the std.
+/// Mean test top-1 at each evaluated epoch over a group's seeds, with the std, against SGD steps.
 let meanCurve (runs: RunResult list) =
-    let epochs = runs.Head.Summary.Epochs
+    let epochs = runs.Head.CumulativeSteps
     let points =
         epochs
         |> Array.mapi (fun i epoch ->
@@ -126,13 +129,25 @@ let write (root: string) (results: string) (studies: (string * string * (string 
         line (File.ReadAllText(findings).TrimEnd())
         line ""
     for study, description, runs in studies do
+        let own = runs |> List.choose (fun (name, methodName, _) -> read (Path.Combine(results, study, name)) name methodName)
+        // An ablation study's default point (ω 0.5, τ 4, λ 1, M 1, closed form) and its vanilla reference are the
+        // seed-1/2 runs of the matching methods study, which has the same base configuration.
         let runResults =
-            runs |> List.choose (fun (name, methodName, _) -> read (Path.Combine(results, study, name)) name methodName)
+            if study.EndsWith "-ablations" && not own.IsEmpty then
+                let methods = study.Replace("-ablations", "-limited")
+                let borrowed =
+                    [ for seed in 1..2 do
+                          for name, label in [ "vanilla", "vanilla"; "bake-m1", "omega-0.5" ] do
+                              match read (Path.Combine(results, methods, $"{name}-s{seed}")) $"{label}-s{seed}" name with
+                              | Some r -> yield r
+                              | None -> () ]
+                borrowed @ own
+            else own
         line $"## {study}"
         line ""
         line description
         line ""
-        line $"Runs finished: {runResults.Length} of {runs.Length}."
+        line $"Runs finished: {own.Length} of {runs.Length}."
         line ""
         if not runResults.IsEmpty then
             let groups =
@@ -152,7 +167,7 @@ let write (root: string) (results: string) (studies: (string * string * (string 
                     Plots.lines ($"{study}: {title}", xLabel, "test top-1 (%)", series, Path.Combine(figures, file))
                     line $"![{alt}](figures/{file})"
                     line ""
-            figure "top1" "test top-1 (mean ± std over seeds)" "epoch" curves "test top-1 curves"
+            figure "top1" "test top-1 (mean ± std over seeds)" "SGD steps" curves "test top-1 curves"
             let robustness =
                 groups
                 |> List.filter (fun (g, _) -> g = "vanilla" || g = "bake-m1")
