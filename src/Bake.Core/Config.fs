@@ -86,7 +86,7 @@ module ConfigSchema =
           key "TRAIN.IM_SIZE" (Integer 0) "training crop size; 0 = what the dataset's transforms give (native up to 64 px, else 224); another value is an error"
           key "TRAIN.EVAL_PERIOD" (Integer 1) "evaluate every this many epochs (and always after the last)"
           key "TRAIN.CHECKPOINT_PERIOD" (Integer 1) "checkpoint every this many epochs"
-          key "TRAIN.AUTO_RESUME" (Flag true) "pycls: resume from the last checkpoint in OUT_DIR (Bake resumes only with --resume)"
+          key "TRAIN.AUTO_RESUME" (Flag true) "continue the run in OUT_DIR from its last checkpoint when there is one (pycls); False: refuse to reuse OUT_DIR without --resume"
           key "TRAIN.WEIGHTS" (Text "") "initial weights (.safetensors, .pth, or a pycls checkpoint)"
           key "TRAIN.INTRA_IMGS" (Integer 0) "M: same-class images per anchor (per-class sampler)"
           key "TRAIN.SYNC_BN" (Flag false) "SyncBN (one process: ordinary BN over the whole batch is equivalent)"

@@ -78,6 +78,8 @@ type TrainingSettings =
       LogPeriod: int
       CutMix: CutMixSettings
       Weights: string
+      /// <summary>Continue the run in OutDir from its last checkpoint when there is one (pycls TRAIN.AUTO_RESUME).</summary>
+      AutoResume: bool
       BatchNormEpsilon: float
       BatchNormMomentum: float
       /// <summary>Write TensorBoard event files into OUT_DIR/tb (LOGGING.TENSORBOARD).</summary>
@@ -305,6 +307,7 @@ module Settings =
               LogPeriod = positive "LOG_PERIOD"
               CutMix = cutMix
               Weights = Configs.string config "TRAIN.WEIGHTS"
+              AutoResume = Configs.bool config "TRAIN.AUTO_RESUME"
               BatchNormEpsilon = batchNormEpsilon
               BatchNormMomentum = batchNormMomentum
               TensorBoard = Configs.bool config "LOGGING.TENSORBOARD" }

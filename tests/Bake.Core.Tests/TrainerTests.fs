@@ -116,11 +116,15 @@ let tests =
                 Expect.stringContains error.Message "checkpoint" "names the last checkpoint")
         }
 
-        test "an existing run is not overwritten without --resume, and --resume needs a checkpoint" {
+        test "an existing run continues (TRAIN.AUTO_RESUME) or is refused without --resume; --resume needs a checkpoint" {
             withRunDir (fun dir ->
-                runTiny dir [ "OPTIM.MAX_EPOCH=1" ] ignore CancellationToken.None |> ignore
-                let error = throwsWith<UsageException> (fun () -> runTiny dir [ "OPTIM.MAX_EPOCH=1" ] ignore CancellationToken.None |> ignore)
-                Expect.stringContains error.Message "--resume" "suggests --resume")
+                let first = runTiny dir [ "OPTIM.MAX_EPOCH=1" ] ignore CancellationToken.None
+                let again = runTiny dir [ "OPTIM.MAX_EPOCH=1" ] ignore CancellationToken.None
+                Expect.equal (again.History |> List.map (fun r -> r.TrainLoss)) (first.History |> List.map (fun r -> r.TrainLoss)) "a finished run is reported, not retrained"
+                let error = throwsWith<UsageException> (fun () -> runTiny dir [ "OPTIM.MAX_EPOCH=1"; "TRAIN.AUTO_RESUME=False" ] ignore CancellationToken.None |> ignore)
+                Expect.stringContains error.Message "--resume" "suggests --resume"
+                let error = throwsWith<UsageException> (fun () -> runTiny dir [ "OPTIM.MAX_EPOCH=1"; "TRAIN.OMEGA=0.3" ] ignore CancellationToken.None |> ignore)
+                Expect.stringContains error.Message "another configuration" "refuses a different configuration")
             withRunDir (fun dir ->
                 let config = tinyConfig dir []
                 let error = throwsWith<UsageException> (fun () -> Trainer.run (config, Settings.ofConfigOrThrow config, true, null, CancellationToken.None) |> ignore)

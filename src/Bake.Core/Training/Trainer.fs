@@ -178,8 +178,11 @@ module Trainer =
         | :? IOException | :? UnauthorizedAccessException as e ->
             raise (BakeException($"cannot write the run directory {runDir}: {e.Message}", e))
         let existing = Checkpoints.resolve (runDir, "last")
-        if existing.IsSome && not resume then
-            raise (UsageException $"{runDir} already holds a run (checkpoints/last.json); pass --resume to continue it or choose another --out")
+        // pycls' TRAIN.AUTO_RESUME (default True): a run directory that holds a checkpoint is continued, so running
+        // the same command again finishes an interrupted run (or just reports a finished one).
+        let resuming = existing.IsSome && (resume || settings.AutoResume)
+        if existing.IsSome && not resuming then
+            raise (UsageException $"{runDir} already holds a run (checkpoints/last.json) and TRAIN.AUTO_RESUME is False: pass --resume to continue it or choose another --out")
         if resume && existing.IsNone then
             let expected = Path.Combine(runDir, "checkpoints", "last.json")
             raise (UsageException $"--resume: no checkpoint in {runDir} (expected {expected})")
@@ -214,11 +217,11 @@ module Trainer =
         let configHash = Configs.hash config
         let startState =
             match existing with
-            | Some checkpoint when resume ->
+            | Some checkpoint when resuming ->
                 let state = Checkpoints.readState checkpoint
                 if state.ConfigHash <> configHash then
                     let written = Path.Combine(runDir, "config.yaml")
-                    raise (UsageException $"--resume: the configuration differs from the one the checkpoint {checkpoint} was trained with (compare {written})")
+                    raise (UsageException $"{runDir} holds a run trained with another configuration (checkpoint {checkpoint}; compare {written}): choose another --out to start a new run")
                 Checkpoints.load (checkpoint, model, Some(optimizer :> torch.optim.Optimizer))
                 Some state
             | _ -> None
@@ -226,7 +229,7 @@ module Trainer =
         let mutable history = startState |> Option.map (fun s -> s.History) |> Option.defaultValue []
         let firstEpoch = startState |> Option.map (fun s -> s.Epoch) |> Option.defaultValue 0
         let mutable progress = startState |> Option.map (fun s -> s.Progress) |> Option.defaultValue EpochProgress.Empty
-        let mutable lastCheckpoint = existing |> Option.filter (fun _ -> resume)
+        let mutable lastCheckpoint = existing |> Option.filter (fun _ -> resuming)
         let stateFor epoch p =
             { Epoch = epoch; Progress = p; ConfigHash = configHash; Model = settings.Model; Classes = dataset.Classes
               ImageShape = [| channels; size; size |]; Mean = dataset.Mean; Std = dataset.Std; History = history }
