@@ -149,8 +149,16 @@ module Settings =
                 && Configs.ints config "EN.KERNELS" = [ 3; 3; 5; 3; 5; 5; 3 ]
                 && Configs.ints config "EN.STRIDES" = [ 1; 2; 2; 2; 1; 2; 1 ]
                 && Configs.int config "EN.STEM_W" = 32 && Configs.int config "EN.HEAD_W" = 1280
-            if b0 then Ok "efficientnet-b0"
-            else Error "MODEL.TYPE effnet: only EfficientNet-B0 (EN.DEPTHS [1, 2, 2, 3, 3, 4, 1], WIDTHS [16, 24, 40, 80, 112, 192, 320], …) is implemented"
+                && Configs.floats config "EN.EXP_RATIOS" = [ 1.0; 6.0; 6.0; 6.0; 6.0; 6.0; 6.0 ]
+                && Configs.float config "EN.SE_R" = 0.25
+            // Bake's EfficientNet-B0 is torchvision's, with its fixed dropout 0.2 and stochastic depth 0.2: pycls
+            // values other than its defaults (0, 0) cannot be honoured, so they are refused rather than ignored.
+            let regularisation = Configs.float config "EN.DC_RATIO" = 0.0 && Configs.float config "EN.DROPOUT_RATIO" = 0.0
+            if not b0 then
+                Error "MODEL.TYPE effnet: only EfficientNet-B0 (EN.DEPTHS [1, 2, 2, 3, 3, 4, 1], WIDTHS [16, 24, 40, 80, 112, 192, 320], EXP_RATIOS [1, 6, …], SE_R 0.25, …) is implemented"
+            elif not regularisation then
+                Error "MODEL.TYPE effnet: EN.DC_RATIO and EN.DROPOUT_RATIO are not configurable (Bake's EfficientNet-B0 uses torchvision's dropout 0.2 and stochastic depth 0.2); leave them at 0"
+            else Ok "efficientnet-b0"
         | "mobilenetv2" -> Ok "mobilenetv2"
         | "resnest" -> Error "MODEL.TYPE resnest: ResNeSt is not implemented in Bake (the official BAKE-S-50/101 configs need it); use a ResNet or ResNeXt config"
         | name -> Ok name
@@ -243,6 +251,8 @@ module Settings =
         check (decay >= 0.0) $"OPTIM.WEIGHT_DECAY = {decay} is invalid: expected a value >= 0"
         check (not (Configs.bool config "TRAIN.SHUFFLE_BN")) "TRAIN.SHUFFLE_BN = True needs several GPUs; Bake runs one process (set it False)"
         check (not (Configs.bool config "TRAIN.JITTER")) "TRAIN.JITTER = True (colour jitter) is not implemented (set it False)"
+        let testWeights = Configs.string config "TEST.WEIGHTS"
+        check (testWeights = "") $"TEST.WEIGHTS = {testWeights} is not used by training: evaluate weights with bake eval --weights (or --checkpoint)"
         check (not (Configs.bool config "BN.USE_PRECISE_STATS")) "BN.USE_PRECISE_STATS = True (precise BN statistics) is not implemented (set it False)"
         check (not (Configs.bool config "BN.ZERO_INIT_FINAL_GAMMA")) "BN.ZERO_INIT_FINAL_GAMMA = True is not implemented (set it False)"
         // ε also acts at evaluation, and checkpoints rebuild models with the default, so another value cannot be honoured.

@@ -64,6 +64,17 @@ let tests =
             Expect.exists problems (fun p -> p.Contains "bogus") "method"
         }
 
+        test "pycls settings Bake's models cannot honour are refused with the reason" {
+            let effnet = [ "MODEL.TYPE=effnet"; "EN.DEPTHS=[1, 2, 2, 3, 3, 4, 1]"; "EN.WIDTHS=[16, 24, 40, 80, 112, 192, 320]"
+                           "EN.KERNELS=[3, 3, 5, 3, 5, 5, 3]"; "EN.STRIDES=[1, 2, 2, 2, 1, 2, 1]"; "EN.EXP_RATIOS=[1, 6, 6, 6, 6, 6, 6]" ]
+            Expect.equal (Settings.modelName (Configs.defaultJob effnet)) (Ok "efficientnet-b0") "B0 maps"
+            match Settings.modelName (Configs.defaultJob (effnet @ [ "EN.DROPOUT_RATIO=0.3" ])) with
+            | Error message -> Expect.stringContains message "DROPOUT_RATIO" "names the key"
+            | Ok name -> failtestf "mapped to %s" name
+            let problems = problemsOf (Settings.ofConfig (Configs.defaultJob [ "TEST.WEIGHTS=w.pth" ]))
+            Expect.exists problems (fun p -> p.Contains "bake eval --weights") "TEST.WEIGHTS points to bake eval"
+        }
+
         test "the default job is BAKE, M = 1, small CNN, embedded data" {
             let settings = Settings.ofConfigOrThrow (Configs.defaultJob [])
             Expect.equal settings.Method.Name "bake" "method"
