@@ -34,3 +34,21 @@ let tests =
                 expectExit 1 [ "eval"; "--weights"; Path.Combine(dir, "missing.pth"); "--model"; "cnn-tiny"; "--dataset"; "embedded" ] "missing.pth")
         }
     ]
+
+[<Tests>]
+let trainTests =
+    testSequenced <| testList "bake train" [
+        test "--dry-run prints the resolved config and the model; its mistakes exit 2 with one line" {
+            withTempDir (fun dir ->
+                let code, stdout, _ = bake [ "train"; "--dry-run"; "--set"; "TRAIN.OMEGA=0.3" ]
+                Expect.equal code 0 "exit 0"
+                Expect.stringContains stdout "  OMEGA: 0.3" "the override is in the resolved config"
+                Expect.stringContains stdout "parameters" "the model summary"
+                expectExit 2 [ "train"; "--set"; "TRAIN.OMGEA=0.3" ] "did you mean TRAIN.OMEGA?"
+                expectExit 2 [ "train"; "--config"; Path.Combine(dir, "missing.yaml") ] "does not exist"
+                expectExit 2 [ "train"; "--set"; "TRAIN.OMEGA=1" ] "singular"
+                expectExit 2 [ "train"; "--frobnicate" ] "unrecognized argument"
+                expectExit 1 [ "train"; "--out"; "/proc/bake-cannot-write"; "--set"; "MODEL.TYPE=cnn-tiny" ] "cannot write the run directory"
+                expectExit 0 [ "version" ] "libtorch loaded")
+        }
+    ]
