@@ -85,6 +85,18 @@ let tests =
                     Expect.sequenceEqual (summaryWithoutSeconds split) (summaryWithoutSeconds whole) "resumed = uninterrupted"))
         }
 
+        test "an already cancelled token trains nothing and leaves a resumable checkpoint" {
+            withRunDir (fun dir ->
+                use cancellation = new CancellationTokenSource()
+                cancellation.Cancel()
+                let steps = ref 0
+                let count event = match event with Iteration _ -> steps.Value <- steps.Value + 1 | _ -> ()
+                let outcome = runTiny dir [] count cancellation.Token
+                Expect.isTrue outcome.Cancelled "cancelled"
+                Expect.equal steps.Value 0 "no SGD step"
+                Expect.isSome (Checkpoints.resolve (dir, "last")) "a checkpoint to resume from")
+        }
+
         test "native tensors and process memory do not grow over a few hundred iterations" {
             withRunDir (fun dir ->
                 let live = Collections.Generic.List<int64>()

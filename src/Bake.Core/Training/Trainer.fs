@@ -261,7 +261,8 @@ module Trainer =
             while skipped < startIteration && batches.MoveNext() do
                 (batches.Current :> IDisposable).Dispose()
                 skipped <- skipped + 1
-            while not cancelled && batches.MoveNext() do
+            // A token cancelled before an iteration stops before it (no extra step is trained).
+            while not cancelled && not cancellation.IsCancellationRequested && batches.MoveNext() do
                 use batch = batches.Current
                 let lr = Schedules.learningRate (settings.Schedule, epoch, iteration, iterations)
                 Optimizer.setLearningRate (optimizer, lr)
@@ -316,6 +317,7 @@ module Trainer =
                     windowImages <- 0L
                 if cancellation.IsCancellationRequested && iteration < iterations then
                     cancelled <- true
+            if not cancelled && cancellation.IsCancellationRequested && iteration < iterations then cancelled <- true
             if cancelled then
                 saveCheckpoint (sprintf "epoch_%04d_iter_%05d" (epoch + 1) iteration) [ "last" ] epoch progress
             else
