@@ -32,7 +32,8 @@ let trainingReporter (logPeriod: int) : Action<TrainingEvent> =
             let terms = row.TrainTerms |> List.map (fun (n, v) -> sprintf "%s %.4f" n v) |> String.concat " "
             let test = row.Test |> Option.map metricsText |> Option.defaultValue "not evaluated"
             printfn "epoch %d: train loss %.4f (%s) top-1 %.2f%% | %s | %.1fs" row.Epoch row.TrainLoss terms row.TrainTop1 test row.Seconds
-        | CheckpointWritten path -> if not interactive then printfn "checkpoint %s" path)
+        | CheckpointWritten path -> if not interactive then printfn "checkpoint %s" path
+        | Warning message -> eprintfn "warning: %s" message)
 
 /// Prints per-class accuracy as a table.
 let printPerClass (classes: string[]) (m: EvalMetrics) =

@@ -85,6 +85,16 @@ let tests =
                     Expect.sequenceEqual (summaryWithoutSeconds split) (summaryWithoutSeconds whole) "resumed = uninterrupted"))
         }
 
+        test "classes with a single training image are trained (anchor repeated) with one warning" {
+            withRunDir (fun dir ->
+                let warnings = Collections.Generic.List<string>()
+                let record event = match event with Warning message -> warnings.Add message | _ -> ()
+                let outcome = runTiny dir [ "TRAIN.PER_CLASS=1"; "OPTIM.MAX_EPOCH=2" ] record CancellationToken.None
+                Expect.hasLength outcome.History 2 "trained"
+                Expect.hasLength warnings 1 "warned once"
+                Expect.stringContains warnings[0] "10 class(es) have a single training image" "says how many")
+        }
+
         test "an already cancelled token trains nothing and leaves a resumable checkpoint" {
             withRunDir (fun dir ->
                 use cancellation = new CancellationTokenSource()

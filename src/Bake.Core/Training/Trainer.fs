@@ -238,6 +238,15 @@ module Trainer =
             lastCheckpoint <- Some path
             emit (CheckpointWritten path)
         emit (Started ($"{settings.Method.Name} · {settings.Model} ({Classifier.parameterCount model:N0} parameters) · {dataset.Name}: {train.Count} train / {testDataset.Test.Count} test images, {classes} classes · epochs {firstEpoch + 1}–{settings.Epochs} · out {runDir}", dataset.Classes))
+        // The per-class samplers cannot find a partner for a class with a single image; they repeat the anchor
+        // (Sampling.bakeBatches, pairBatches), which gives such an image no same-class neighbour: say so once.
+        let usesClassSampler = settings.IntraImages > 0 || (match settings.Method with CsKd _ -> true | _ -> false)
+        match Sampling.singletonClasses train.Labels with
+        | singles when usesClassSampler && singles.Length > 0 ->
+            let shown = singles |> Array.truncate 5 |> Array.map (fun c -> dataset.Classes[c])
+            let names = String.concat ", " (if singles.Length > 5 then Array.append shown [| "…" |] else shown)
+            emit (Warning $"{singles.Length} class(es) have a single training image ({names}): the per-class sampler repeats such an image as its own positive")
+        | _ -> ()
         let mutable cancelled = false
         let mutable epoch = firstEpoch
         while epoch < settings.Epochs && not cancelled do

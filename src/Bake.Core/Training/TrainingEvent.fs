@@ -11,3 +11,5 @@ type TrainingEvent =
     | EpochFinished of EpochSummary
     /// <summary>A checkpoint was written.</summary>
     | CheckpointWritten of path: string
+    /// <summary>Something the user should know that does not stop training (said once).</summary>
+    | Warning of message: string
