@@ -155,7 +155,7 @@ let write (root: string) (results: string) (studies: (string * string * (string 
                 |> List.groupBy (fun r -> r.Name.Substring(0, r.Name.LastIndexOf "-s"))
             line (methodTable groups "vanilla")
             let wall = runResults |> List.sumBy (fun r -> r.Seconds)
-            line $"Wall time of the finished runs' training and evaluation epochs: {wall / 3600.0:F2} h on 2 CPU cores."
+            line $"Wall time of the finished runs' training and evaluation epochs: {wall / 3600.0:F2} h on a 2-core machine (how the runs shared it: see above; robustness evaluation adds about 1 min per run, `results/{study}/wall-time.tsv`)."
             line ""
             let curves =
                 groups
