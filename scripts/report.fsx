@@ -128,6 +128,51 @@ let write (root: string) (results: string) (studies: (string * string * (string 
     if File.Exists findings then
         line (File.ReadAllText(findings).TrimEnd())
         line ""
+    // Across studies: every method's final top-1 relative to vanilla, one row per dataset × regime.
+    let methodStudies =
+        [ for study, _, runs in studies do
+              if not (study.EndsWith "-ablations") then
+                  let own = runs |> List.choose (fun (name, methodName, _) -> read (Path.Combine(results, study, name)) name methodName)
+                  if not own.IsEmpty then
+                      yield study, own |> List.groupBy (fun r -> r.Name.Substring(0, r.Name.LastIndexOf "-s")) ]
+    if not methodStudies.IsEmpty then
+        let methods = [ "bake-m1"; "bake-m3"; "label-smoothing"; "tfkd-reg"; "cskd" ]
+        let finals study name =
+            methodStudies |> List.find (fst >> (=) study) |> snd |> List.tryFind (fst >> (=) name)
+            |> Option.map (snd >> List.map (fun r -> r.FinalTop1) >> Array.ofList) |> Option.defaultValue [||]
+        line "## Summary across datasets and regimes"
+        line ""
+        line "Final test top-1 (%) of every method at equal SGD steps, mean ± std over seeds (n), and its difference from vanilla"
+        line "with Welch's p. Per-study tables with every metric follow."
+        line ""
+        line ("| study | vanilla | " + String.concat " | " methods + " |")
+        line ("|---" + String.replicate (methods.Length + 1) "|---" + "|")
+        for study, _ in methodStudies do
+            let vanilla = finals study "vanilla"
+            let cell name =
+                let values = finals study name
+                if values.Length = 0 then "–"
+                elif vanilla.Length = 0 then $"{pm values 2} ({values.Length})"
+                else
+                    let delta = (Statistics.mean values - Statistics.mean vanilla).ToString("+0.00;-0.00", inv)
+                    $"{pm values 2} ({values.Length}): Δ {delta}, p {pValue values vanilla}"
+            line ($"| {study} | {pm vanilla 2} ({vanilla.Length}) | " + String.concat " | " (methods |> List.map cell) + " |")
+        line ""
+        let file = "summary-delta.png"
+        let groups = methodStudies |> List.map fst |> Array.ofList
+        let series =
+            [ for name in methods ->
+                  let deltas, stds =
+                      groups
+                      |> Array.map (fun study ->
+                          let values, vanilla = finals study name, finals study "vanilla"
+                          if values.Length = 0 || vanilla.Length = 0 then nan, nan
+                          else Statistics.mean values - Statistics.mean vanilla, (if values.Length > 1 then Statistics.standardDeviation values else 0.0))
+                      |> Array.unzip
+                  name, deltas, stds ]
+        Plots.groupedBars ("final test top-1 minus vanilla's (mean over seeds; bars: std of the method's seeds)", "Δ top-1 (points)", groups, series, Path.Combine(figures, file))
+        line $"![final top-1 relative to vanilla](figures/{file})"
+        line ""
     for study, description, runs in studies do
         let own = runs |> List.choose (fun (name, methodName, _) -> read (Path.Combine(results, study, name)) name methodName)
         // An ablation study's default point (ω 0.5, τ 4, λ 1, M 1, closed form) and its vanilla reference are the

@@ -183,6 +183,25 @@ let tests =
                 Expect.isFalse (File.Exists(Path.Combine(run, "loss.png"))) "checked before any figure is written"
                 throwsWith<UsageException> (fun () -> Plots.plotRuns ([], None) |> ignore) |> ignore)
         }
+
+        test "grouped bars: one coloured bar per series and group, a missing value draws no bar, PNG only" {
+            withTempDir (fun root ->
+                let path = Path.Combine(root, "bars.png")
+                let groups = [| "fmnist-limited"; "cifar10-limited" |]
+                Plots.groupedBars ("Δ top-1", "points", groups,
+                                   [ "bake", [| 1.5; -2.0 |], [| 0.3; 0.5 |]; "cskd", [| -1.0; nan |], [| 0.2; nan |] ], path)
+                let count = checkPng path
+                expectCurve count (palette.GetColor 0) "both bake bars"
+                expectCurve count (palette.GetColor 1) "the cskd bar"
+                // The same figure with the second series' only bar missing keeps just its legend swatch.
+                let sparse = Path.Combine(root, "sparse.png")
+                Plots.groupedBars ("Δ top-1", "points", groups,
+                                   [ "bake", [| 1.5; -2.0 |], [| 0.3; 0.5 |]; "cskd", [| nan; nan |], [| nan; nan |] ], sparse)
+                let withBar, withoutBar = count (palette.GetColor 1), (checkPng sparse) (palette.GetColor 1)
+                Expect.isLessThan withoutBar (withBar / 4) $"no bar for NaN ({withoutBar} vs {withBar} pixels)"
+                let error = throwsWith<UsageException> (fun () -> Plots.groupedBars ("t", "y", groups, [], Path.Combine(root, "b.svg")))
+                Expect.stringContains error.Message "expected a path ending in .png" "png only")
+        }
     ]
 
 [<Tests>]

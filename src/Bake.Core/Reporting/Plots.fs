@@ -194,6 +194,34 @@ module Plots =
         plot.ShowLegend Alignment.LowerRight |> ignore
         save plot outPath
 
+    /// <summary>A grouped bar figure: one group of bars per category (e.g. dataset × regime), one bar per series
+    /// (e.g. method) in every group, each with a ± error bar; NaN values (a series missing in a group) draw no bar.</summary>
+    /// <param name="title">Figure title.</param>
+    /// <param name="yLabel">y-axis label.</param>
+    /// <param name="groups">The category names, left to right.</param>
+    /// <param name="series">(legend, one value per group, one error half-width per group).</param>
+    /// <param name="outPath">The PNG to write (atomically).</param>
+    [<CompiledName("GroupedBars")>]
+    let groupedBars (title: string, yLabel: string, groups: string[], series: (string * float[] * float[]) list, outPath: string) : unit =
+        requirePng outPath
+        use plot = newPlot title "" yLabel
+        let palette = Palettes.Category10()
+        let width = 0.8 / float (max 1 series.Length)
+        series
+        |> List.iteri (fun i (label, values, errors) ->
+            let color = palette.GetColor i
+            let bars =
+                [| for g in 0 .. groups.Length - 1 do
+                       if g < values.Length && Double.IsFinite values[g] then
+                           let position = float g - 0.4 + width * (float i + 0.5)
+                           let error = if g < errors.Length && Double.IsFinite errors[g] then errors[g] else 0.0
+                           yield Bar(Position = position, Value = values[g], Error = error, Size = width * 0.9, FillColor = color) |]
+            plot.Add.Bars bars |> ignore
+            plot.Legend.ManualItems.Add(LegendItem(LabelText = label, FillColor = color)))
+        plot.Axes.Bottom.SetTicks(Array.init groups.Length float, groups)
+        plot.ShowLegend Alignment.UpperRight |> ignore
+        save plot outPath
+
     /// <summary>Reads <c>runDir/summary.csv</c> and writes <c>runDir/loss.png</c> and <c>runDir/accuracy.png</c>.</summary>
     /// <returns>The two paths written.</returns>
     /// <exception cref="T:Bake.Core.BakeException">The summary is missing or malformed (see
