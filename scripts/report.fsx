@@ -77,13 +77,13 @@ let private pValue (a: float[]) (b: float[]) =
 let methodTable (groups: (string * RunResult list) list) (reference: string) =
     let text = StringBuilder()
     let line (s: string) = text.AppendLine s |> ignore
-    line "| method | seeds | steps | final top-1 | best top-1 | p (final vs vanilla) | train top-1 | NLL | ECE | ECE after T-scaling (T) | FGSM ε=0.03 | noise (mean of 3) | blur (mean of 3) | min/run |"
-    line "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    line "| method | seeds | steps | final top-1 | best top-1 | p (final vs vanilla) | train top-1 | NLL | ECE | ECE after T-scaling (T) | FGSM ε=0.01 | FGSM ε=0.03 | noise (mean of 3) | blur (mean of 3) | min/run |"
+    line "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     let referenceFinal = groups |> List.tryFind (fst >> (=) reference) |> Option.map (snd >> List.map (fun r -> r.FinalTop1) >> Array.ofList) |> Option.defaultValue [||]
     for name, runs in groups do
         let values f = runs |> List.map f |> Array.ofList
         let corruption kind = values (fun r -> r.Corruption |> List.filter (fun (c, _, _) -> c = kind) |> List.averageBy (fun (_, _, v) -> v))
-        let fgsm = values (fun r -> r.Fgsm |> List.tryFind (fun (e, _) -> abs (e - 0.03) < 1e-9) |> Option.map snd |> Option.defaultValue nan)
+        let fgsm epsilon = values (fun r -> r.Fgsm |> List.tryFind (fun (e, _) -> abs (e - epsilon) < 1e-9) |> Option.map snd |> Option.defaultValue nan)
         let final = values (fun r -> r.FinalTop1)
         let temperatures = values (fun r -> r.Temperature)
         let p = if name = reference then "(reference)" else pValue final referenceFinal
@@ -91,7 +91,7 @@ let methodTable (groups: (string * RunResult list) list) (reference: string) =
         let cells =
             [ name; string runs.Length; string runs.Head.Iterations; pm final 2; pm (values (fun r -> r.BestTop1)) 2; p
               pm (values (fun r -> r.FinalTrainTop1)) 1; pm (values (fun r -> r.Nll)) 3; pm (values (fun r -> r.Ece)) 2
-              $"{pm (values (fun r -> r.CalibratedEce)) 2} ({pm temperatures 2})"; pm fgsm 2; pm noise 2; pm blur 2
+              $"{pm (values (fun r -> r.CalibratedEce)) 2} ({pm temperatures 2})"; pm (fgsm 0.01) 2; pm (fgsm 0.03) 2; pm noise 2; pm blur 2
               pm (values (fun r -> r.Seconds / 60.0)) 1 ]
         line ("| " + String.concat " | " cells + " |")
     text.ToString()
