@@ -143,7 +143,8 @@ let write (root: string) (results: string) (studies: (string * string * (string 
         line "## Summary across datasets and regimes"
         line ""
         line "Final test top-1 (%) of every method at equal SGD steps, mean ± std over seeds (n), and its difference from vanilla"
-        line "with Welch's p. Per-study tables with every metric follow."
+        line "with Welch's p. Per-study tables with every metric follow. Command: `dotnet fsi scripts/reproduce.fsx report` after"
+        line "the studies' `run` commands below."
         line ""
         line ("| study | vanilla | " + String.concat " | " methods + " |")
         line ("|---" + String.replicate (methods.Length + 1) "|---" + "|")
@@ -192,7 +193,8 @@ let write (root: string) (results: string) (studies: (string * string * (string 
         line ""
         line description
         line ""
-        line $"Runs finished: {own.Length} of {runs.Length}."
+        line $"Runs finished: {own.Length} of {runs.Length}. Command: `dotnet fsi scripts/reproduce.fsx run {study}` (with"
+        line "`FASHION_MNIST`/`CIFAR10` pointing at the data, see the script's header), then `dotnet fsi scripts/reproduce.fsx report`."
         line ""
         if not runResults.IsEmpty then
             let groups =
