@@ -96,6 +96,11 @@ let methodTable (groups: (string * RunResult list) list) (reference: string) =
         line ("| " + String.concat " | " cells + " |")
     text.ToString()
 
+/// The runs of each setting (a method or an ablation value): run names are SETTING-sSEED.
+let groupBySetting (runs: RunResult list) = runs |> List.groupBy (fun r -> r.Name.Substring(0, r.Name.LastIndexOf "-s"))
+
+let private isAblationStudy (study: string) = study.EndsWith "-ablations"
+
 /// Mean test top-1 at each evaluated epoch over a group's seeds, with the std, against SGD steps.
 let meanCurve (runs: RunResult list) =
     let epochs = runs.Head.CumulativeSteps
@@ -128,13 +133,15 @@ let write (root: string) (results: string) (studies: (string * string * (string 
     if File.Exists findings then
         line (File.ReadAllText(findings).TrimEnd())
         line ""
+    // Every study's finished runs, read once for the summary and the per-study sections.
+    let finished =
+        [ for study, description, runs in studies ->
+              study, description, runs, runs |> List.choose (fun (name, methodName, _) -> read (Path.Combine(results, study, name)) name methodName) ]
     // Across studies: every method's final top-1 relative to vanilla, one row per dataset × regime.
     let methodStudies =
-        [ for study, _, runs in studies do
-              if not (study.EndsWith "-ablations") then
-                  let own = runs |> List.choose (fun (name, methodName, _) -> read (Path.Combine(results, study, name)) name methodName)
-                  if not own.IsEmpty then
-                      yield study, own |> List.groupBy (fun r -> r.Name.Substring(0, r.Name.LastIndexOf "-s")) ]
+        [ for study, _, _, own in finished do
+              if not (isAblationStudy study) && not own.IsEmpty then
+                  yield study, groupBySetting own ]
     if not methodStudies.IsEmpty then
         let methods = [ "bake-m1"; "bake-m3"; "label-smoothing"; "tfkd-reg"; "cskd" ]
         let finals study name =
@@ -174,12 +181,11 @@ let write (root: string) (results: string) (studies: (string * string * (string 
         Plots.groupedBars ("final test top-1 minus vanilla's (mean over seeds; bars: std of the method's seeds)", "Δ top-1 (points)", groups, series, Path.Combine(figures, file))
         line $"![final top-1 relative to vanilla](figures/{file})"
         line ""
-    for study, description, runs in studies do
-        let own = runs |> List.choose (fun (name, methodName, _) -> read (Path.Combine(results, study, name)) name methodName)
+    for study, description, runs, own in finished do
         // An ablation study's default point (ω 0.5, τ 4, λ 1, M 1, closed form) and its vanilla reference are the
         // seed-1/2 runs of the matching methods study, which has the same base configuration.
         let runResults =
-            if study.EndsWith "-ablations" && not own.IsEmpty then
+            if isAblationStudy study && not own.IsEmpty then
                 let methods = study.Replace("-ablations", "-limited")
                 let borrowed =
                     [ for seed in 1..2 do
@@ -197,9 +203,7 @@ let write (root: string) (results: string) (studies: (string * string * (string 
         line "`FASHION_MNIST`/`CIFAR10` pointing at the data, see the script's header), then `dotnet fsi scripts/reproduce.fsx report`."
         line ""
         if not runResults.IsEmpty then
-            let groups =
-                runResults
-                |> List.groupBy (fun r -> r.Name.Substring(0, r.Name.LastIndexOf "-s"))
+            let groups = groupBySetting runResults
             line (methodTable groups "vanilla")
             let wall = runResults |> List.sumBy (fun r -> r.Seconds)
             line $"Wall time of the finished runs' training and evaluation epochs: {wall / 3600.0:F2} h on a 2-core machine (how the runs shared it: see above; robustness evaluation adds about 1 min per run, `results/{study}/wall-time.tsv`)."

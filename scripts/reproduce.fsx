@@ -175,8 +175,11 @@ let runStudy (name: string) =
                 | None -> printfn "[%s] %s: taken by another driver" study.Name run.Name
                 | Some lockFile ->
                     try
-                        printfn "[%s] %s: running (%s)" study.Name run.Name (DateTime.Now.ToString "HH:mm")
-                        execute study run
+                        // Another driver may have finished it between the check above and the lock.
+                        if isComplete run then printfn "[%s] %s: done" study.Name run.Name
+                        else
+                            printfn "[%s] %s: running (%s)" study.Name run.Name (DateTime.Now.ToString "HH:mm")
+                            execute study run
                     finally File.Delete lockFile
 
 match fsi.CommandLineArgs |> Array.toList |> List.tail with
