@@ -18,19 +18,20 @@ public enum PropagationForm
 public sealed record BakeOptions
 {
     /// <summary>τ, the softmax temperature for the predictions and the distillation term. Must be &gt; 0.</summary>
-    public double Temperature { get; init; } = 4.0;
+    public double Temperature { get; init; } = Core.BakeOptions.Default.Temperature;
 
     /// <summary>ω, the ensembling weight, in [0, 1).</summary>
-    public double Omega { get; init; } = 0.5;
+    public double Omega { get; init; } = Core.BakeOptions.Default.Omega;
 
     /// <summary>λ, the weight of the distillation term. Must be ≥ 0.</summary>
-    public double Lambda { get; init; } = 1.0;
+    public double Lambda { get; init; } = Core.BakeOptions.Default.Lambda;
 
     /// <summary>The propagation form; closed form by default.</summary>
     public PropagationForm Propagation { get; init; } = PropagationForm.ClosedForm;
 
-    /// <summary>The number of propagation steps when <see cref="Propagation"/> is <see cref="PropagationForm.Steps"/>.</summary>
-    public int Steps { get; init; } = 1;
+    /// <summary>The number of propagation steps when <see cref="Propagation"/> is <see cref="PropagationForm.Steps"/>
+    /// (the core's default, METHOD.STEPS = 3).</summary>
+    public int Steps { get; init; } = Core.BakeOptions.DefaultSteps;
 
     /// <summary>Validates the options and converts them to the core's record.</summary>
     /// <exception cref="ArgumentException">Lists every invalid field.</exception>

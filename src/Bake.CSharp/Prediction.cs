@@ -34,7 +34,7 @@ public sealed class Predictor : IDisposable
     public static Predictor Load(string checkpoint)
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
-        return new Predictor(Core.Prediction.Load(checkpoint));
+        return new Predictor(Errors.Translate(() => Core.Prediction.Load(checkpoint), nameof(checkpoint)));
     }
 
     /// <summary>The class names in label order.</summary>
@@ -102,15 +102,7 @@ public static class Datasets
         ArgumentNullException.ThrowIfNull(dataset);
         ArgumentNullException.ThrowIfNull(split);
         ArgumentNullException.ThrowIfNull(path);
-        Core.Data.Dataset data;
-        try
-        {
-            data = Core.Data.Datasets.Load(dataset, Microsoft.FSharp.Core.FSharpOption<string>.None);
-        }
-        catch (Core.UsageException e)
-        {
-            throw new ArgumentException(e.Message, nameof(dataset), e);
-        }
+        var data = Errors.Translate(() => Core.Data.Datasets.Load(dataset, Microsoft.FSharp.Core.FSharpOption<string>.None), nameof(dataset));
         try
         {
             var images = split switch

@@ -25,7 +25,8 @@ public sealed record TrainerOptions
     /// <summary>The training data: "embedded", "fashion-mnist", "mnist", "cifar10", "cifar100" or a folder (TRAIN.DATASET).</summary>
     public string? Dataset { get; init; }
 
-    /// <summary>"vanilla", "label-smoothing", "tfkd-reg", "cskd" or "bake" (METHOD.NAME).</summary>
+    /// <summary>A method of the table (METHOD.NAME; <see cref="BakeTrainer.Methods"/> lists them): "vanilla",
+    /// "label-smoothing", "tfkd-reg", "cskd", "bake", "pskd" or "dlb".</summary>
     public string? Method { get; init; }
 
     /// <summary>Epochs (OPTIM.MAX_EPOCH).</summary>
@@ -89,7 +90,8 @@ public sealed record TrainerOptions
                 PropagationForm.Steps => "steps",
                 _ => "closed-form",
             };
-            yield return "METHOD.STEPS=" + bake.Steps;
+            if (bake.Propagation == PropagationForm.Steps)
+                yield return "METHOD.STEPS=" + bake.Steps;
         }
         if (BaseLearningRate is double lr) yield return "OPTIM.BASE_LR=" + F(lr);
         if (WeightDecay is double wd) yield return "OPTIM.WEIGHT_DECAY=" + F(wd);
@@ -214,10 +216,14 @@ public sealed class BakeTrainer : IDisposable
         }
         catch (Core.UsageException e)
         {
-            throw new ArgumentException(e.Message, nameof(options), e);
+            throw Errors.Translate(e, nameof(options));
         }
         _resume = options.Resume;
     }
+
+    /// <summary>The methods of the table: name and a one-line summary, in the order of help texts.</summary>
+    public static IReadOnlyList<KeyValuePair<string, string>> Methods { get; } =
+        Core.Methods.all.Select(m => new KeyValuePair<string, string>(m.Name, m.Summary)).ToList();
 
     /// <summary>Creates a trainer from a pycls-schema YAML config file.</summary>
     /// <exception cref="ArgumentException">The file is missing or invalid; every problem listed.</exception>
@@ -234,6 +240,9 @@ public sealed class BakeTrainer : IDisposable
     /// epoch. Cancellation stops after the current iteration and leaves a resumable checkpoint
     /// (<see cref="TrainerOptions.Resume"/>); the report then has <see cref="TrainingReport.Cancelled"/> set.</summary>
     /// <exception cref="InvalidOperationException">TrainAsync was already called on this trainer.</exception>
+    /// <remarks>The task fails with an <see cref="ArgumentException"/> when the run directory holds another run or
+    /// the data contradicts the configuration, and with a <c>Bake.Core.BakeException</c> when files cannot be read
+    /// or written or the loss diverges (the message names the file, key or value).</remarks>
     /// <exception cref="ObjectDisposedException">The trainer was disposed.</exception>
     public Task<TrainingReport> TrainAsync(IProgress<EpochMetrics>? progress = null, CancellationToken cancellationToken = default)
     {
@@ -259,7 +268,7 @@ public sealed class BakeTrainer : IDisposable
             }
             catch (Exception e)
             {
-                completion.SetException(e);
+                completion.SetException(Errors.Translate(e, nameof(TrainerOptions)));
             }
             finally
             {
@@ -304,11 +313,13 @@ public static class Evaluator
     /// <summary>Evaluates a checkpoint folder or a run directory (its last checkpoint: the final model) on the test split
     /// of <paramref name="dataset"/> (by default the one the run evaluated on: its TEST.DATASET, else its TRAIN.DATASET).</summary>
     /// <exception cref="ArgumentNullException"><paramref name="checkpoint"/> is null.</exception>
+    /// <exception cref="ArgumentException">No dataset can be determined, or an unknown dataset name.</exception>
+    /// <exception cref="Core.BakeException">No checkpoint there, or the data cannot be read; the message names the path.</exception>
     public static EvaluationResult Evaluate(string checkpoint, string? dataset = null)
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
-        var result = Core.Trainer.EvaluateCheckpoint(checkpoint,
-            dataset is null ? FSharpOption<string>.None : FSharpOption<string>.Some(dataset), 2, 256);
+        var result = Errors.Translate(() => Core.CheckpointEvaluation.EvaluateCheckpoint(checkpoint,
+            dataset is null ? FSharpOption<string>.None : FSharpOption<string>.Some(dataset), 2, 256), nameof(dataset));
         return EvaluationResult.From(result.Item2, result.Item1.Classes);
     }
 }

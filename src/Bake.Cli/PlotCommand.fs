@@ -1,8 +1,9 @@
 /// `bake plot`: PNG figures of training runs from their summary.csv. Parsing only; the work is
-/// Bake.Core.Reporting.Plots.plotRuns.
+/// Bake.Core.Plots.plotRuns.
 module Bake.Cli.PlotCommand
 
 open Argu
+open Bake.Core
 open Bake.Core.Reporting
 
 type PlotArgs =

@@ -12,6 +12,21 @@ let private version () =
     printfn "libtorch loaded: torch.ones(3, 3).sum() = %g" (ones.sum().item<float32> ())
     0
 
+/// The command line's flag for a core parameter or key named by a usage error, as a hint after its message.
+let private flagHint (e: Bake.Core.UsageException) =
+    let byParameter =
+        match e.Parameter with
+        | "resume" -> Some "bake train --resume continues a run; --out DIR starts one elsewhere"
+        | "calibrate" -> Some "--calibrate"
+        | "dataset" -> Some "--dataset"
+        | "count" -> Some "--count"
+        | "out" -> Some "--out"
+        | _ -> None
+    let byKey = if e.Message.Contains "OUT_DIR" && e.Parameter <> "resume" then Some "--out sets OUT_DIR" else None
+    match Option.orElse byKey byParameter with
+    | Some hint -> $" ({hint})"
+    | None -> ""
+
 [<EntryPoint>]
 let main argv =
     Bake.Core.Runtime.usePassiveOpenMpWait ()
@@ -35,6 +50,7 @@ let main argv =
         printfn "%s" e.Message
         // Argu has no per-verb epilogue: the verb's examples follow its option list.
         match Array.tryHead argv with
+        | Some "train" -> printfn "%s\n" TrainCommand.example
         | Some "targets" -> printfn "%s\n" TargetsCommand.example
         | Some "plot" -> printfn "%s\n" PlotCommand.example
         | Some "predict" -> printfn "%s\n" PredictCommand.example
@@ -50,7 +66,7 @@ let main argv =
         eprintfn "bake: %s (see --help)" (first.Trim().Replace("ERROR: ", ""))
         2
     | :? Bake.Core.UsageException as e ->
-        eprintfn "bake: %s" e.Message
+        eprintfn "bake: %s%s" e.Message (flagHint e)
         2
     | :? Bake.Core.BakeException as e ->
         eprintfn "bake: %s" e.Message

@@ -3,6 +3,7 @@
 module Bake.Cli.SoftTargetsCommand
 
 open Argu
+open Bake.Core
 open Bake.Core.Reporting
 
 [<CliPrefix(CliPrefix.DoubleDash)>]

@@ -50,6 +50,18 @@ type EvalArgs =
             | Batch_Size _ -> "evaluation batch size (default 256)."
             | Workers _ -> "decoding workers (default 2)."
 
+/// What `bake train --help` adds below the options: the methods of the table, with their own keys.
+let example =
+    let methods =
+        Methods.all
+        |> List.map (fun m ->
+            let keys = if m.Keys.IsEmpty then "" else "\n      keys: " + (m.Keys |> List.map (fun k -> k.Key) |> String.concat ", ")
+            $"  {m.Name,-16} {m.Summary}{keys}")
+        |> String.concat "\n"
+    "Methods (--set METHOD.NAME=<name>):\n" + methods + "\n\n"
+    + "Examples:\n  bake train\n  bake train --config configs/fashion-mnist/BAKE-cnn.yaml --set TRAIN.OMEGA=0.3 --out runs/omega03\n"
+    + "  bake train --set METHOD.NAME=pskd --set TRAIN.INTRA_IMGS=0 --out runs/pskd\n  bake train --out runs/omega03 --resume"
+
 /// Resolves the configuration from the arguments: file or default job, then --set, --out, --weights, --device.
 let resolveConfig (args: ParseResults<TrainArgs>) : Config =
     let overrides =
@@ -65,7 +77,7 @@ let train (args: ParseResults<TrainArgs>) : int =
     let config = resolveConfig args
     let settings = Settings.ofConfigOrThrow config
     if args.Contains Dry_Run then
-        printfn "%s" (Trainer.dryRun (config, settings))
+        printfn "%s" (DryRun.describe (config, settings))
         0
     else
         use cancellation = new CancellationTokenSource()
@@ -129,7 +141,7 @@ let eval (args: ParseResults<EvalArgs>) : int =
     | None, Some weights ->
         match args.TryGetResult Model, args.TryGetResult Dataset with
         | Some model, Some dataset ->
-            let classes, metrics = Trainer.evaluateWeights (weights, model, dataset, workers, batchSize)
+            let classes, metrics = CheckpointEvaluation.evaluateWeights (weights, model, dataset, workers, batchSize)
             printMetrics weights model classes metrics
             0
         | _ -> raise (UsageException "eval --weights needs --model NAME and --dataset SPEC (the weights carry neither)")
@@ -140,6 +152,6 @@ let eval (args: ParseResults<EvalArgs>) : int =
                 raise (UsageException "eval: --dataset cannot be combined with --fgsm, --corruption, --calibrate or --out (the robustness report uses the run's dataset)")
             robustness args
         else
-            let state, metrics = Trainer.evaluateCheckpoint (checkpoint, args.TryGetResult Dataset, workers, batchSize)
+            let state, metrics = CheckpointEvaluation.evaluateCheckpoint (checkpoint, args.TryGetResult Dataset, workers, batchSize)
             printMetrics checkpoint state.Model state.Classes metrics
             0

@@ -3,10 +3,16 @@ namespace Bake.Core
 open System
 open System.IO
 
-/// <summary>A mistake in how Bake was called (unknown option, invalid value, invalid configuration).
-/// The command line reports its message in one line, without a stack trace, and exits with code 2.</summary>
-type UsageException(message: string) =
+/// <summary>A mistake in how Bake was called (unknown option, invalid value, invalid configuration). The message
+/// names the configuration key or the parameter, never a command-line flag: <see cref="P:Bake.Core.UsageException.Parameter"/>
+/// names the parameter of the call at fault (when one is), so that the command line can add its flag and the C#
+/// façade its argument name. The command line reports it in one line, without a stack trace, and exits with code 2.</summary>
+type UsageException(message: string, parameter: string) =
     inherit Exception(message)
+    new(message: string) = UsageException(message, null)
+
+    /// <summary>The parameter at fault (e.g. "resume", "dataset", "out"), or null when the message names a config key.</summary>
+    member _.Parameter: string = parameter
 
 /// <summary>A failure the user can act on: a missing, truncated or corrupt file, an unwritable directory, a
 /// diverging run. The message names the file, key or value and what was expected. The command line reports it

@@ -185,3 +185,53 @@ module Losses =
                         torch.nn.functional.softmax (partnerLogits.detach().div (Tensors.scalar options.Temperature), dim = 1L))
                 distillation (logits, targets, options.Temperature))
         weighted [| { Name = "ce"; Weight = 1.0; Value = ce }; { Name = "kd"; Weight = options.Lambda; Value = kd } |]
+
+    /// <summary>PS-KD's progressive weight αₜ = α_T · t / T at the 0-based <paramref name="epoch"/> of
+    /// <paramref name="epochs"/> (t = epoch + 1, so the last epoch uses α_T itself).</summary>
+    [<CompiledName("PsKdAlpha")>]
+    let psKdAlpha (options: PsKdOptions, epoch: int, epochs: int) : float =
+        if epochs < 1 then invalidArg "epochs" $"epochs must be >= 1, got {epochs}"
+        options.Alpha * float (epoch + 1) / float epochs
+
+    /// <summary>PS-KD (Kim et al. 2021): cross-entropy against the progressively refined target
+    /// (1 − αₜ)·y + αₜ·pₜ₋₁(x), averaged over the batch, where pₜ₋₁(x) is the model's own softmax prediction for the
+    /// same training image at its previous visit (the one-hot label before the first).</summary>
+    /// <param name="logits">z, N×K. Gradients flow.</param>
+    /// <param name="labels">y, int64 vector of N class indices.</param>
+    /// <param name="previous">pₜ₋₁(x), N×K probability rows; no gradient reaches them.</param>
+    /// <param name="alpha">αₜ ∈ [0, 1] (see <see cref="M:Bake.Core.Losses.PsKdAlpha"/>).</param>
+    /// <returns>One term, "soft_ce" (weight 1).</returns>
+    [<CompiledName("PsKd")>]
+    let psKd (logits: torch.Tensor, labels: torch.Tensor, previous: torch.Tensor, alpha: float) : Loss =
+        Tensors.requireMatrix "logits" logits
+        Tensors.requireLabels labels logits
+        if previous.shape <> logits.shape then
+            invalidArg "previous" $"previous predictions {Tensors.describe previous} must have the shape of logits {Tensors.describe logits}"
+        if not (alpha >= 0.0 && alpha <= 1.0) then invalidArg "alpha" $"alpha must be in [0, 1], got {alpha}"
+        let softCe =
+            Tensors.scoped (fun () ->
+                let targets = (labelTargets labels logits (1.0 - alpha) 0.0).add (previous.detach().``to``(logits.dtype).mul (Tensors.scalar alpha))
+                softCrossEntropy (logits, targets))
+        weighted [| { Name = "soft_ce"; Weight = 1.0; Value = softCe } |]
+
+    /// <summary>DLB (Shen et al. 2022): cross-entropy over all N images plus α · τ² · (1/r) Σ KL(p̃ᵢ ‖ softmax(zᵢ/τ))
+    /// over the first r images of the batch, the ones the previous iteration also trained on, where p̃ᵢ is that
+    /// iteration's softened prediction softmax(z'ᵢ/τ), kept without gradient. With r = 0 (the run's first batch) the
+    /// consistency term is 0.</summary>
+    /// <param name="logits">z, N×K. Gradients flow through both terms.</param>
+    /// <param name="labels">y, int64 vector of N class indices.</param>
+    /// <param name="previous">p̃, r×K probability rows (r ≤ N) for the batch's first r images; detached here.</param>
+    /// <param name="options">τ and α.</param>
+    /// <returns>Terms "ce" (weight 1) and "kd" (weight α).</returns>
+    [<CompiledName("Dlb")>]
+    let dlb (logits: torch.Tensor, labels: torch.Tensor, previous: torch.Tensor, options: DlbOptions) : Loss =
+        let options = Validate.dlb options |> Validate.orThrow "DLB options"
+        Tensors.requireMatrix "previous" previous
+        let repeated = previous.shape[0]
+        if repeated > logits.shape[0] || previous.shape[1] <> logits.shape[1] then
+            invalidArg "previous" $"previous predictions {Tensors.describe previous} must cover at most the {logits.shape[0]} rows of logits {Tensors.describe logits}"
+        let ce = crossEntropy (logits, labels)
+        let kd =
+            if repeated = 0L then Tensors.scoped (fun () -> logits.sum().mul (Tensors.scalar 0.0))
+            else distillation (logits.narrow (0L, 0L, repeated), previous, options.Temperature)
+        weighted [| { Name = "ce"; Weight = 1.0; Value = ce }; { Name = "kd"; Weight = options.Weight; Value = kd } |]

@@ -28,7 +28,10 @@ type BakeOptions =
     /// <summary>τ = 4, ω = 0.5, λ = 1, closed-form propagation.</summary>
     static member Default = { Temperature = 4.0; Omega = 0.5; Lambda = 1.0; Propagation = ClosedForm }
 
-/// <summary>Label smoothing as in the Tf-KD code (REFERENCE.md §9): 1 − α on the true class, α/(K−1) elsewhere.</summary>
+    /// <summary>The number of propagation steps of Eq. (7) when steps are asked for without a count (3).</summary>
+    static member DefaultSteps = 3
+
+/// <summary>Label smoothing as in the Tf-KD code (docs/official-code.md): 1 − α on the true class, α/(K−1) elsewhere.</summary>
 [<NoComparison>]
 type LabelSmoothingOptions =
     {
@@ -39,7 +42,7 @@ type LabelSmoothingOptions =
     /// <summary>α = 0.1.</summary>
     static member Default = { Alpha = 0.1 }
 
-/// <summary>Tf-KD with a manually designed teacher (Tf-KD_reg, REFERENCE.md §9). Defaults: CIFAR-100 ResNet-18.</summary>
+/// <summary>Tf-KD with a manually designed teacher (Tf-KD_reg, docs/official-code.md). Defaults: CIFAR-100 ResNet-18.</summary>
 [<NoComparison>]
 type TfKdRegOptions =
     {
@@ -56,7 +59,7 @@ type TfKdRegOptions =
     /// <summary>α = 0.1, T = 20, multiplier = 100, correct-class probability 0.99.</summary>
     static member Default = { Alpha = 0.1; Temperature = 20.0; Multiplier = 100.0; Correct = 0.99 }
 
-/// <summary>Class-wise self-knowledge distillation (CS-KD, REFERENCE.md §8).</summary>
+/// <summary>Class-wise self-knowledge distillation (CS-KD, docs/official-code.md).</summary>
 [<NoComparison>]
 type CsKdOptions =
     {
@@ -68,6 +71,31 @@ type CsKdOptions =
 
     /// <summary>T = 4, λ = 1.</summary>
     static member Default = { Temperature = 4.0; Lambda = 1.0 }
+
+/// <summary>PS-KD (Kim et al., ICCV 2021): progressive self-knowledge distillation. The target of a sample at epoch t
+/// is (1 − αₜ)·y + αₜ·pₜ₋₁(x), with αₜ = α_T · t / T (docs/official-code.md).</summary>
+[<NoComparison>]
+type PsKdOptions =
+    {
+        /// <summary>α_T, the weight of the model's own past prediction at the last epoch, in [0, 1] (paper: 0.8).</summary>
+        Alpha: float
+    }
+
+    /// <summary>α_T = 0.8.</summary>
+    static member Default = { Alpha = 0.8 }
+
+/// <summary>DLB (Shen et al., CVPR 2022): self-distillation from the last mini-batch (docs/official-code.md).</summary>
+[<NoComparison>]
+type DlbOptions =
+    {
+        /// <summary>τ, the temperature of both sides of the consistency term (paper: 3).</summary>
+        Temperature: float
+        /// <summary>α, the weight of the consistency term (paper: 1).</summary>
+        Weight: float
+    }
+
+    /// <summary>τ = 3, α = 1.</summary>
+    static member Default = { Temperature = 3.0; Weight = 1.0 }
 
 /// <summary>Validation of the option records: each function reports every invalid field at once.</summary>
 [<RequireQualifiedAccess>]
@@ -141,6 +169,23 @@ module Validate =
         positive problems "Temperature" options.Temperature "a finite number > 0 (default 4)"
         check problems (finite options.Lambda && options.Lambda >= 0.0)
             $"Lambda = {Tensors.fmt options.Lambda} is invalid: expected a finite number >= 0 (default 1)"
+        result options problems
+
+    /// <summary>Checks α_T ∈ [0, 1].</summary>
+    [<CompiledName("PsKd")>]
+    let psKd (options: PsKdOptions) : Result<PsKdOptions, string list> =
+        let problems = ResizeArray()
+        check problems (finite options.Alpha && options.Alpha >= 0.0 && options.Alpha <= 1.0)
+            $"Alpha = {Tensors.fmt options.Alpha} is invalid: expected a value in [0, 1] (paper default 0.8)"
+        result options problems
+
+    /// <summary>Checks τ &gt; 0 and α ≥ 0.</summary>
+    [<CompiledName("Dlb")>]
+    let dlb (options: DlbOptions) : Result<DlbOptions, string list> =
+        let problems = ResizeArray()
+        positive problems "Temperature" options.Temperature "a finite number > 0 (paper default 3)"
+        check problems (finite options.Weight && options.Weight >= 0.0)
+            $"Weight = {Tensors.fmt options.Weight} is invalid: expected a finite number >= 0 (paper default 1)"
         result options problems
 
     /// <summary>Returns the options or throws one <see cref="T:System.ArgumentException"/> listing every problem.</summary>

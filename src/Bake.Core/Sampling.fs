@@ -82,8 +82,8 @@ type SeededRandom(seed: uint64) =
             items[i] <- items[j]
             items[j] <- t
 
-/// <summary>Which images form each mini-batch: the per-class BAKE sampler (REFERENCE.md §3, §12), plain shuffled
-/// batches for the baselines, and CS-KD's pair batches (REFERENCE.md §8). Pure index arithmetic: every function
+/// <summary>Which images form each mini-batch: the per-class BAKE sampler (docs/official-code.md), plain shuffled
+/// batches for the baselines, and CS-KD's pair batches (docs/official-code.md). Pure index arithmetic: every function
 /// returns the batches of one epoch as arrays of dataset indices and is deterministic per (seed, epoch).</summary>
 [<RequireQualifiedAccess>]
 module Sampling =
@@ -92,6 +92,7 @@ module Sampling =
     let private bakeStream = 1L
     let private shuffledStream = 2L
     let private pairStream = 3L
+    let private lastHalfStream = 4L
 
     let private requireLabels (labels: int[]) =
         if isNull labels then nullArg "labels"
@@ -165,7 +166,7 @@ module Sampling =
                 pool[j] <- t
             Array.sub pool 0 count
 
-    /// <summary>The BAKE batches of one epoch (REFERENCE.md §3.1, §12): a seeded shuffle of all indices is cut into
+    /// <summary>The BAKE batches of one epoch (docs/official-code.md): a seeded shuffle of all indices is cut into
     /// ceil(n / N̂) groups of N̂ anchors (the last may be partial); each anchor is followed by M other images of its
     /// class, drawn without replacement when the class has at least M other images and with replacement otherwise.
     /// A batch is ordered [anchors…, positives of anchor 1…, positives of anchor 2…] and holds N̂·(M+1) images.</summary>
@@ -197,8 +198,8 @@ module Sampling =
     /// <param name="epoch">The epoch.</param>
     /// <param name="iterations">None: one pass over a seeded shuffle, ceil(n / B) batches, the last may be partial.
     /// Some k: exactly k batches of B images each, cut from consecutive seeded reshuffles (every image is used once
-    /// before any is used again), so a baseline can run as many steps per epoch as BAKE (REFERENCE.md §3.1, the
-    /// equal-steps comparison).</param>
+    /// before any is used again), so a baseline can run as many steps per epoch as BAKE (the
+    /// equal-steps comparison, docs/official-code.md).</param>
     [<CompiledName("ShuffledBatches")>]
     let shuffledBatches (count: int, batchSize: int, seed: int, epoch: int, iterations: int option) : int[][] =
         if count < 0 then invalidArg "count" $"count must be >= 0, got {count}"
@@ -215,7 +216,7 @@ module Sampling =
                     if stream.Count = 0 then permutation random count |> Array.iter stream.Enqueue
                     stream.Dequeue()))
 
-    /// <summary>CS-KD's pair batches (REFERENCE.md §8, <c>PairBatchSampler</c>): a seeded shuffle cut into
+    /// <summary>CS-KD's pair batches (docs/official-code.md, <c>PairBatchSampler</c>): a seeded shuffle cut into
     /// ceil(n / B) groups of B anchors (the last may be partial), then for each anchor one uniformly drawn image of
     /// its class, which may be the anchor itself. A batch is [anchors…, partners…], 2B indices.</summary>
     [<CompiledName("PairBatches")>]
@@ -231,3 +232,22 @@ module Sampling =
                     let members = byClass[labels[anchor]]
                     members[random.NextInt members.Length])
             Array.append group partners)
+
+    /// <summary>DLB's batches (Shen et al. 2022): each epoch's seeded shuffle is cut into ceil(n / h) halves of h new
+    /// images (the last may be partial), and batch k is [half k − 1…, half k…], so that the first part of every batch
+    /// repeats the new images of the batch before it (loaded again, so freshly augmented). The first batch of an epoch
+    /// repeats the last half of the previous epoch, whose shuffle is recomputed here, so every epoch's plan is a pure
+    /// function of (seed, epoch) and a resumed run draws the same batches; the run's very first batch (epoch 0) has
+    /// no repeated part.</summary>
+    /// <param name="count">The number of images n.</param>
+    /// <param name="half">h ≥ 1, new images per batch (N / 2).</param>
+    /// <param name="seed">The run's seed.</param>
+    /// <param name="epoch">The epoch.</param>
+    [<CompiledName("LastHalfBatches")>]
+    let lastHalfBatches (count: int, half: int, seed: int, epoch: int) : int[][] =
+        if count < 0 then invalidArg "count" $"count must be >= 0, got {count}"
+        if half < 1 then invalidArg "half" $"half must be >= 1, got {half}"
+        let halves e = anchorSlices (permutation (SeededRandom.Derive(int64 seed, int64 e, lastHalfStream)) count) half
+        let current = halves epoch
+        let carried = if epoch = 0 then [||] else Array.tryLast (halves (epoch - 1)) |> Option.defaultValue [||]
+        current |> Array.mapi (fun k fresh -> Array.append (if k = 0 then carried else current[k - 1]) fresh)

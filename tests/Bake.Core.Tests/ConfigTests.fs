@@ -19,10 +19,10 @@ let tests =
         test "defaults → file → --set overrides, in that order" {
             let config =
                 Configs.defaultJob [ "TRAIN.OMEGA=0.3"; "optim.max_epoch=2" ]
-            Expect.equal (Configs.float config "TRAIN.OMEGA") 0.3 "--set wins over the file"
-            Expect.equal (Configs.int config "OPTIM.MAX_EPOCH") 2 "keys are case-insensitive on --set"
-            Expect.equal (Configs.float config "TRAIN.TEMP") 4.0 "file value"
-            Expect.equal (Configs.float config "BN.EPS") 1e-5 "default"
+            Expect.equal (BakeMethod.OMEGA.Of config) 0.3 "--set wins over the file"
+            Expect.equal (Keys.OPTIM.MAX_EPOCH.Of config) 2 "keys are case-insensitive on --set"
+            Expect.equal (BakeMethod.TEMP.Of config) 4.0 "file value"
+            Expect.equal (Keys.BN.EPS.Of config) 1e-5 "default"
         }
 
         test "an unknown key is an error that suggests the nearest valid key" {

@@ -91,7 +91,7 @@ let tests =
                     member _.Count = labels.Length
                     member _.Labels = labels
                     member _.Load _ = failwith "not loaded" }
-            let train, held = Trainer.splitTraining (split, 20, 5, 7)
+            let train, held = Setup.splitTraining (split, 20, 5, 7)
             Expect.equal train.Count 80 "20 per class"
             Expect.equal held.Count 20 "5 per class"
             Expect.equal (train.Labels |> Array.countBy id |> Array.sortBy fst) [| 0, 20; 1, 20; 2, 20; 3, 20 |] "balanced"

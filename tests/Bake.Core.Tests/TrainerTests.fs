@@ -158,7 +158,7 @@ let tests =
                 let outcome = runTiny dir [ "OPTIM.MAX_EPOCH=1"; "TRAIN.IM_SIZE=20" ] ignore CancellationToken.None
                 let state = Checkpoints.readState (Checkpoints.ofPath dir)
                 Expect.sequenceEqual state.ImageShape [| 1; 20; 20 |] "the model was built for 20×20"
-                let _, metrics = Trainer.evaluateCheckpoint (dir, None, 1, 500)
+                let _, metrics = CheckpointEvaluation.evaluateCheckpoint (dir, None, 1, 500)
                 Expect.floatClose Accuracy.veryHigh metrics.Top1 outcome.Final.Value.Top1 "eval uses the run's test transform")
         }
 
@@ -192,7 +192,7 @@ let tests =
                     File.Copy(Path.Combine(embedded, file), Path.Combine(testData, file))
                     File.Copy(Path.Combine(embedded, file), Path.Combine(testData, file.Replace("train", "t10k")))
                 let outcome = runTiny (Path.Combine(dir, "run")) [ "OPTIM.MAX_EPOCH=1"; "TEST.DATASET=" + testData ] ignore CancellationToken.None
-                let _, metrics = Trainer.evaluateCheckpoint (Path.Combine(dir, "run"), None, 1, 500)
+                let _, metrics = CheckpointEvaluation.evaluateCheckpoint (Path.Combine(dir, "run"), None, 1, 500)
                 Expect.equal metrics.Count outcome.Final.Value.Count "the same test images"
                 Expect.floatClose Accuracy.veryHigh metrics.Top1 outcome.Final.Value.Top1 "the same top-1")
         }
@@ -246,7 +246,7 @@ let tests =
         test "a checkpoint evaluates to the metrics the run reported" {
             withRunDir (fun dir ->
                 let outcome = runTiny dir [] ignore CancellationToken.None
-                let _, metrics = Trainer.evaluateCheckpoint (Path.Combine(dir, "checkpoints", "epoch_0002"), Some "embedded", 1, 500)
+                let _, metrics = CheckpointEvaluation.evaluateCheckpoint (Path.Combine(dir, "checkpoints", "epoch_0002"), Some "embedded", 1, 500)
                 Expect.floatClose Accuracy.veryHigh metrics.Top1 outcome.Final.Value.Top1 "same top-1")
         }
 
@@ -256,7 +256,7 @@ let tests =
                 if not (name.StartsWith "BAKE-S-" || name.StartsWith "S-") then
                     yield test (Path.GetRelativePath(Path.Combine(repoRoot, ".."), path)) {
                         let config = Configs.load (path, [])
-                        let text = Trainer.dryRun (config, Settings.ofConfigOrThrow config)
+                        let text = DryRun.describe (config, Settings.ofConfigOrThrow config)
                         Expect.stringContains text "MODEL:" "prints the resolved config"
                         Expect.stringContains text "parameters" "prints the model summary"
                     }

@@ -93,8 +93,13 @@ module Datasets =
     let embedded () : Dataset =
         Idx.load (embeddedDirectory ()) "fashion-mnist-subset" (Some Idx.fashionMnistClasses)
 
-    /// <summary>The datasets known by name: the embedded one and those <c>bake data fetch</c> puts in the cache.</summary>
-    let knownNames = [ EmbeddedName; "fashion-mnist"; "mnist"; "cifar10"; "cifar100" ]
+    /// <summary>The datasets known by name, with their images' channels and side: the embedded one and those the
+    /// fetcher puts in the cache (its catalogue has the same names).</summary>
+    let known: (string * (int * int)) list =
+        [ EmbeddedName, (1, 28); "fashion-mnist", (1, 28); "mnist", (1, 28); "cifar10", (3, 32); "cifar100", (3, 32) ]
+
+    /// <summary>The names of <see cref="P:Bake.Core.Data.Datasets.known"/>.</summary>
+    let knownNames: string list = known |> List.map fst
 
     let private exists (folder: string) (name: string) = File.Exists(Path.Combine(folder, name))
 

@@ -81,21 +81,17 @@ module SoftTargetFigure =
         let rows = (count + columns - 1) / columns
         columns * TileWidth, TitleHeight + rows * TileHeight
 
-    /// <summary>ω, τ, the propagation form, M and the batch size of the run a checkpoint belongs to (from
-    /// <c>runDir/config.yaml</c>), with the dataset spec and format it trained on; the paper's defaults (M = 1,
-    /// batch 128) when the run has no config.</summary>
-    let private runSettings (checkpoint: string) =
-        match Checkpoints.runConfig checkpoint with
-        | Some (configPath, config, settings) ->
-            let options =
-                match settings.Method with
-                | Bake options -> options
-                | _ -> { BakeOptions.Default with Omega = Configs.float config "TRAIN.OMEGA"; Temperature = Configs.float config "TRAIN.TEMP" }
-            let m = if settings.IntraImages > 0 then settings.IntraImages else 1
-            options, m, settings.BatchSize, Some settings.Dataset, settings.DataFormat, $"the run's {configPath}"
-        | None ->
-            let configPath = Path.Combine(Checkpoints.runDirectory checkpoint, "config.yaml")
-            BakeOptions.Default, 1, 128, None, None, $"the paper's defaults (no {configPath})"
+    /// <summary>ω, τ, the propagation form, M and the batch size of the run a checkpoint belongs to (from its
+    /// config.yaml: BAKE's keys are read whatever the method, so a baseline's checkpoint is shown with the targets BAKE
+    /// would have given it), with a description of the source; the paper's defaults (M = 1, batch 128) when the run
+    /// has no config.</summary>
+    let private runSettings (opened: OpenedCheckpoint) =
+        match opened.Run with
+        | Some run ->
+            let options = BakeMethod.optionsOf run.Config |> Result.defaultValue BakeOptions.Default
+            let m = if run.Settings.IntraImages > 0 then run.Settings.IntraImages else 1
+            options, m, run.Settings.BatchSize, $"the run's {run.ConfigPath}"
+        | None -> BakeOptions.Default, 1, 128, "the paper's defaults (the checkpoint has no run directory with a config.yaml)"
 
     /// <summary>Samples one BAKE batch of a checkpoint's training data and computes the soft targets of its images.</summary>
     /// <param name="path">A checkpoint folder or a run directory (its last checkpoint: the final model).</param>
@@ -106,17 +102,17 @@ module SoftTargetFigure =
     /// <exception cref="T:Bake.Core.BakeException">No checkpoint, or a dataset with another class count.</exception>
     [<CompiledName("Compute")>]
     let compute (path: string, datasetSpec: string option, count: int, seed: int) : SoftTargetSample =
-        if count < 1 then raise (UsageException $"--count {count}: expected at least 1 image")
-        let checkpoint = Checkpoints.ofPath path
-        let options, m, batchSize, runDataset, format, source = runSettings checkpoint
-        let spec =
-            match datasetSpec |> Option.orElse runDataset with
-            | Some spec -> spec
-            | None -> raise (UsageException $"{path}: the run's config.yaml was not found next to the checkpoint; pass --dataset")
-        use dataset = Datasets.load (spec, (if datasetSpec.IsSome then None else format))
-        let state, model = Checkpoints.loadModel checkpoint
-        use model = model
-        Checkpoints.requireSameClasses (checkpoint, state, spec, dataset)
+        if count < 1 then raise (UsageException($"count {count}: expected at least 1 image", "count"))
+        let opened = RunDirectory.openCheckpoint path
+        let checkpoint, state = opened.Checkpoint, opened.State
+        let options, m, batchSize, source = runSettings opened
+        use dataset =
+            match datasetSpec, opened.Run with
+            | Some spec, _ -> Datasets.load (spec, None)
+            | None, Some run -> RunDirectory.trainingData run
+            | None, None -> raise (UsageException($"{path}: the run's config.yaml was not found next to the checkpoint; name the dataset to sample from", "dataset"))
+        use model = RunDirectory.loadModel opened
+        Checkpoints.requireSameClasses (checkpoint, state, dataset.Name, dataset)
         let anchors = max 1 (batchSize / (m + 1))
         let batch = (Sampling.bakeBatches (dataset.Train.Labels, anchors, m, seed, 0))[0]
         use _ = torch.NewDisposeScope()
@@ -230,7 +226,7 @@ module SoftTargetFigure =
     [<CompiledName("Render")>]
     let render (path: string, datasetSpec: string option, count: int, seed: int, outPath: string) : SoftTargetSample =
         if not (outPath.EndsWith(".png", StringComparison.OrdinalIgnoreCase)) then
-            raise (UsageException $"--out {outPath}: the figure is a PNG file (expected a .png name)")
+            raise (UsageException($"{outPath}: the figure is a PNG file (expected a .png name)", "out"))
         let sample = compute (path, datasetSpec, count, seed)
         draw (sample, outPath)
         sample

@@ -124,3 +124,12 @@ module Evaluation =
         use _ = torch.no_grad ()
         use scaled = logits.div (Tensors.scalar temperature)
         Metrics.summarize (Metrics.ofBatch (scaled, labels))
+
+    /// <summary>Evaluates a model on a dataset's clean test images: top-1/top-5, NLL, ECE, per class (eval mode, no
+    /// autograd), with the dataset's normalisation.</summary>
+    [<CompiledName("Evaluate")>]
+    let evaluate (model: Classifier, dataset: Dataset, transform: TransformSpec, batchSize: int, device: torch.Device, workers: int) : EvalMetrics =
+        let logits, labels = logits (model, dataset.Test, transform, dataset.Mean, dataset.Std, batchSize, device, workers, Clean)
+        use logits = logits
+        use labels = labels
+        metricsOf (logits, labels, 1.0)

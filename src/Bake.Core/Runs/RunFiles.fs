@@ -29,6 +29,88 @@ type EpochSummary =
         Seconds: float
     }
 
+/// <summary>One run's per-epoch record, read from <c>summary.csv</c> in its run directory.</summary>
+/// <remarks>Each array has one entry per epoch (one per data row of the file); a value may be NaN when the engine
+/// did not measure it that epoch.</remarks>
+[<NoComparison>]
+type RunSummary =
+    {
+        /// <summary>The full path of the <c>summary.csv</c> file.</summary>
+        Path: string
+        /// <summary>The run directory's folder name (the legend of comparisons).</summary>
+        Name: string
+        /// <summary>The <c>epoch</c> column.</summary>
+        Epochs: float[]
+        /// <summary>The <c>lr</c> column: the learning rate of each epoch.</summary>
+        LearningRates: float[]
+        /// <summary>The <c>train_loss</c> column: the total training loss.</summary>
+        TrainLoss: float[]
+        /// <summary>The loss's named terms in file order, e.g. <c>("ce", …); ("kd", …)</c> from
+        /// <c>train_ce,train_kd</c>: every <c>train_*</c> column other than the loss and the accuracies.</summary>
+        Terms: (string * float[]) list
+        /// <summary>The <c>train_top1</c> column, in percent.</summary>
+        TrainTop1: float[]
+        /// <summary>The <c>test_top1</c> column, in percent (NaN where the epoch was not evaluated).</summary>
+        TestTop1: float[]
+        /// <summary>The <c>iterations</c> column: SGD steps per epoch.</summary>
+        Iterations: float[]
+        /// <summary>The <c>seconds</c> column: wall-clock seconds per epoch.</summary>
+        Seconds: float[]
+    }
+
+/// <summary>Reading the per-epoch <c>summary.csv</c> that <see cref="M:Bake.Core.RunFiles.WriteSummary"/> writes into a run directory.</summary>
+/// <remarks>Format: a header, then one row per epoch, with the columns <c>epoch,iterations,lr,train_loss,
+/// train_&lt;term&gt;...,train_top1,test_top1,test_top5,test_nll,test_ece,seconds</c>; accuracies in percent.
+/// Columns are found by name; only the ones the figures use are required.</remarks>
+[<RequireQualifiedAccess>]
+module Summary =
+
+    /// <summary>The file name of the per-epoch summary inside a run directory.</summary>
+    [<Literal>]
+    let FileName = "summary.csv"
+
+    let private required = [ "epoch"; "iterations"; "lr"; "train_loss"; "train_top1"; "test_top1"; "seconds" ]
+
+    /// <summary>Reads <c>runDir/summary.csv</c>.</summary>
+    /// <exception cref="T:Bake.Core.BakeException">The directory or file is missing, the file has no header or lacks
+    /// a required column (epoch, iterations, lr, train_loss, train_top1, test_top1, seconds), or a cell is not a number; the message
+    /// names the file and line.</exception>
+    [<CompiledName("Read")>]
+    let read (runDir: string) : RunSummary =
+        let dir = Path.GetFullPath runDir
+        if not (Directory.Exists dir) then raise (BakeException $"{dir}: run directory not found")
+        let path = Path.Combine(dir, FileName)
+        if not (File.Exists path) then
+            raise (BakeException $"{dir}: no {FileName} in this run directory (the training engine writes it after each epoch)")
+        let table = Interop.Csv.readTable path
+        let header =
+            match table.Header with
+            | Some names -> names |> Array.map (fun n -> n.Trim().ToLowerInvariant())
+            | None -> raise (BakeException $"{path}: line 1: expected a header naming the columns (epoch,iterations,lr,train_loss,...), found numbers")
+        let column (name: string) =
+            match Array.tryFindIndex ((=) name) header with
+            | Some index -> Array.init table.Rows (fun row -> table.Values[row * table.Columns + index])
+            | None ->
+                let found = String.Join(",", header)
+                let expected = String.Join(",", required)
+                raise (BakeException $"{path}: line 1: the header has no '{name}' column (found: {found}; expected at least {expected})")
+        let columns = required |> List.map (fun name -> name, column name) |> Map.ofList
+        let terms =
+            header
+            |> Array.filter (fun name -> name.StartsWith "train_" && name <> "train_loss" && not (name.StartsWith "train_top"))
+            |> Array.map (fun name -> name.Substring "train_".Length, column name)
+            |> List.ofArray
+        { Path = path
+          Name = Path.GetFileName(Path.TrimEndingDirectorySeparator dir)
+          Epochs = columns["epoch"]
+          LearningRates = columns["lr"]
+          TrainLoss = columns["train_loss"]
+          Terms = terms
+          TrainTop1 = columns["train_top1"]
+          TestTop1 = columns["test_top1"]
+          Iterations = columns["iterations"]
+          Seconds = columns["seconds"] }
+
 /// <summary>The files of a run directory: config.yaml, log.jsonl, summary.csv (pycls + timm conventions).</summary>
 [<RequireQualifiedAccess>]
 module RunFiles =
@@ -54,7 +136,7 @@ module RunFiles =
         @ [ number row.TrainTop1 ] @ test @ [ row.Seconds.ToString("F3", invariant) ]
         |> String.concat ","
 
-    /// <summary>Writes summary.csv atomically from the whole history.</summary>
+    /// <summary>Writes summary.csv atomically from the whole history (read back by <see cref="M:Bake.Core.Summary.Read"/>).</summary>
     [<CompiledName("WriteSummary")>]
     let writeSummary (path: string) (history: EpochSummary list) : unit =
         let terms = match history with first :: _ -> first.TrainTerms |> List.map fst | [] -> []

@@ -1,4 +1,4 @@
-namespace Bake.Core.Reporting
+namespace Bake.Core
 
 open System
 open System.IO

@@ -42,12 +42,17 @@ type CheckpointState =
         History: EpochSummary list
     }
 
-/// <summary>Checkpoints in a run directory: <c>checkpoints/&lt;name&gt;/{model.safetensors, optimizer.bin, state.json}</c>,
+/// <summary>Checkpoints in a run directory: <c>checkpoints/&lt;name&gt;/{model.safetensors, optimizer.bin, state.json}</c>
+/// and, for methods that carry tensors between iterations or epochs (PS-KD, DLB), <c>method_state.safetensors</c>,
 /// written into a temporary folder and renamed into place, with <c>last.json</c> / <c>best.json</c> pointers
 /// (written atomically) naming the folder. A killed run never leaves a half checkpoint.</summary>
 [<RequireQualifiedAccess>]
 module Checkpoints =
     let private folder (runDir: string) = Path.Combine(runDir, "checkpoints")
+
+    /// <summary>The file of a checkpoint that holds the method's carried tensors.</summary>
+    [<Literal>]
+    let MethodStateFile = "method_state.safetensors"
 
     /// <summary>The folder name a pointer file (last.json, best.json) names.</summary>
     /// <exception cref="T:Bake.Core.BakeException">The pointer file is not JSON with a "folder" string.</exception>
@@ -106,7 +111,7 @@ module Checkpoints =
     /// <summary>Writes a checkpoint folder named <paramref name="name"/> and points <c>&lt;pointer&gt;.json</c> at it;
     /// deletes folders no pointer names any more.</summary>
     [<CompiledName("Save")>]
-    let save (runDir: string, name: string, pointers: string list, model: Classifier, optimizer: torch.optim.Optimizer, state: CheckpointState) : string =
+    let save (runDir: string, name: string, pointers: string list, model: Classifier, optimizer: torch.optim.Optimizer, carried: CarriedState, state: CheckpointState) : string =
         let root = folder runDir
         Directory.CreateDirectory root |> ignore
         let temp = Path.Combine(root, $".{name}.{Guid.NewGuid():N}.tmp")
@@ -115,6 +120,10 @@ module Checkpoints =
             Directory.CreateDirectory temp |> ignore
             Weights.saveSafetensors (model, Path.Combine(temp, "model.safetensors"))
             (optimizer :?> TorchSharp.Modules.OptimizerHelper).save_state_dict (Path.Combine(temp, "optimizer.bin"))
+            if not (isNull carried) && carried.Tensors.Count > 0 then
+                let tensors = Collections.Generic.Dictionary<string, torch.Tensor>()
+                for pair in carried.Tensors do tensors[pair.Key] <- pair.Value
+                Files.writeAtomic (Path.Combine(temp, MethodStateFile)) (fun stream -> TorchSharp.PyBridge.Safetensors.SaveStateDict(stream, tensors, true))
             Files.writeAllTextAtomic (Path.Combine(temp, "state.json")) ((stateJson state).ToJsonString(Text.Json.JsonSerializerOptions(WriteIndented = true)))
             if Directory.Exists final then Directory.Delete(final, true)
             Directory.Move(temp, final)
@@ -175,20 +184,21 @@ module Checkpoints =
         Weights.load (model, Path.Combine(checkpoint, "model.safetensors"))
         optimizer |> Option.iter (fun o -> (o :?> TorchSharp.Modules.OptimizerHelper).load_state_dict (Path.Combine(checkpoint, "optimizer.bin")))
 
+    /// <summary>Loads a checkpoint's carried method tensors into <paramref name="carried"/> (nothing when the
+    /// checkpoint has none), on <paramref name="device"/>.</summary>
+    [<CompiledName("LoadMethodState")>]
+    let loadMethodState (checkpoint: string, carried: CarriedState, device: torch.Device) : unit =
+        let path = Path.Combine(checkpoint, MethodStateFile)
+        if File.Exists path then
+            for pair in Weights.read path do
+                if pair.Value.device = device then carried.Set(pair.Key, pair.Value)
+                else
+                    carried.Set(pair.Key, pair.Value.``to`` device)
+                    pair.Value.Dispose()
+
     /// <summary>The run directory a checkpoint folder belongs to (<c>runDir/checkpoints/&lt;name&gt;</c>).</summary>
     [<CompiledName("RunDirectory")>]
     let runDirectory (checkpoint: string) : string = Path.GetFullPath(Path.Combine(checkpoint, "..", ".."))
-
-    /// <summary>The run a checkpoint folder belongs to: the path of its config.yaml, the config and its validated
-    /// settings; None when there is no config.yaml two levels up (a checkpoint folder copied elsewhere).</summary>
-    /// <exception cref="T:Bake.Core.UsageException">The run's config.yaml is invalid.</exception>
-    [<CompiledName("RunConfig")>]
-    let runConfig (checkpoint: string) : (string * Config * TrainingSettings) option =
-        let path = Path.Combine(runDirectory checkpoint, "config.yaml")
-        if File.Exists path then
-            let config = Configs.load (path, [])
-            Some(path, config, Settings.ofConfigOrThrow config)
-        else None
 
     /// <summary>A checkpoint's state and its model with the checkpoint's weights, in eval mode on the CPU. The caller
     /// owns (and disposes) the model.</summary>

@@ -1,0 +1,195 @@
+namespace Bake.Core
+
+open System
+open System.IO
+open TorchSharp
+open Bake.Core.Data
+open Bake.Core.Models
+
+/// <summary>Everything a training run is set up with (pycls's <c>setup_model</c> and loaders): the run directory,
+/// the data and its transforms, the model, the optimizer, the method's carried state, and the checkpoint it continues.
+/// It owns the datasets, the model, the optimizer and the carried state, and frees them when disposed.</summary>
+[<NoComparison; NoEquality>]
+type TrainingSetup =
+    { RunDir: string
+      Config: Config
+      Settings: TrainingSettings
+      Device: torch.Device
+      /// <summary>The training dataset (TRAIN.DATASET).</summary>
+      Dataset: Dataset
+      /// <summary>The dataset whose test split is evaluated (the training dataset unless TEST.DATASET names another).</summary>
+      TestDataset: Dataset
+      /// <summary>The training images actually trained on (after TRAIN.PER_CLASS and TRAIN.HOLDOUT_PER_CLASS).</summary>
+      Train: ISplit
+      Classes: int
+      TrainTransform: TransformSpec
+      TestTransform: TransformSpec
+      ImageSize: int
+      Model: Classifier
+      Optimizer: Modules.SGD
+      Carried: CarriedState
+      /// <summary>Identifies the configuration in checkpoints (a resume with another one is refused).</summary>
+      ConfigHash: string
+      /// <summary>The checkpoint this run continues, and its state; None for a fresh run.</summary>
+      Resumed: (string * CheckpointState) option }
+
+    interface IDisposable with
+        member this.Dispose() =
+            (this.Carried :> IDisposable).Dispose()
+            this.Optimizer.Dispose()
+            this.Model.Dispose()
+            if not (obj.ReferenceEquals(this.TestDataset, this.Dataset)) then (this.TestDataset :> IDisposable).Dispose()
+            (this.Dataset :> IDisposable).Dispose()
+
+/// <summary>Setting a run up: checks before any data is read, data and its cross-checks, model, optimizer, restore.</summary>
+[<RequireQualifiedAccess>]
+module Setup =
+
+    /// <summary>A view of a split restricted to some of its images.</summary>
+    let private subset (split: ISplit) (kept: int[]) : ISplit =
+        let labels = kept |> Array.map (fun i -> split.Labels[i])
+        { new ISplit with
+            member _.Count = kept.Length
+            member _.Labels = labels
+            member _.Load indices = split.Load(indices |> Array.map (fun i -> kept[i])) }
+
+    /// <summary>Splits a training split per class, in a seeded shuffle: the first <paramref name="holdoutPerClass"/>
+    /// images of each class are held out (for calibration), the next <paramref name="perClass"/> (all when 0) train.
+    /// Returns (training, held-out); each keeps the original order of its images.</summary>
+    [<CompiledName("SplitTraining")>]
+    let splitTraining (split: ISplit, perClass: int, holdoutPerClass: int, seed: int) : ISplit * ISplit =
+        let random = SeededRandom.Derive(int64 seed, 0x686f6c64L)
+        let order = Array.init split.Count id
+        random.Shuffle order
+        let byClass = order |> Array.groupBy (fun i -> split.Labels[i])
+        let held = byClass |> Array.collect (fun (_, members) -> Array.truncate holdoutPerClass members) |> Array.sort
+        let training =
+            byClass
+            |> Array.collect (fun (_, members) ->
+                let rest = Array.skip (min holdoutPerClass members.Length) members
+                if perClass > 0 then Array.truncate perClass rest else rest)
+            |> Array.sort
+        subset split training, subset split held
+
+    /// <summary>The images a run trains on: the training split less held-out images, at most TRAIN.PER_CLASS per class.</summary>
+    [<CompiledName("TrainingImages")>]
+    let trainingImages (settings: TrainingSettings) (dataset: Dataset) : ISplit =
+        if settings.PerClass > 0 || settings.HoldoutPerClass > 0 then
+            fst (splitTraining (dataset.Train, settings.PerClass, settings.HoldoutPerClass, settings.Seed))
+        else dataset.Train
+
+    /// <summary>Fails before reading any data when the run directory cannot be written.</summary>
+    let private probeWritable (runDir: string) =
+        try
+            Directory.CreateDirectory runDir |> ignore
+            let probe = Path.Combine(runDir, $".bake-write-test-{Guid.NewGuid():N}")
+            File.WriteAllText(probe, "")
+            File.Delete probe
+        with
+        | :? IOException | :? UnauthorizedAccessException as e ->
+            raise (BakeException($"cannot write the run directory {runDir} (OUT_DIR): {e.Message}", e))
+
+    /// <summary>The checkpoint to continue, by pycls's TRAIN.AUTO_RESUME rule (default True): a run directory that
+    /// holds a checkpoint is continued, so running the same command again finishes an interrupted run (or just
+    /// reports a finished one); with it False, only an explicit resume reuses the directory.</summary>
+    let private checkpointToContinue (runDir: string) (settings: TrainingSettings) (resume: bool) : string option =
+        let existing = Checkpoints.resolve (runDir, "last")
+        match existing with
+        | Some _ when not (resume || settings.AutoResume) ->
+            raise (UsageException($"{runDir} (OUT_DIR) already holds a run (checkpoints/last.json) and TRAIN.AUTO_RESUME is False: resume it or choose another OUT_DIR", "resume"))
+        | None when resume ->
+            let expected = Path.Combine(runDir, "checkpoints", "last.json")
+            raise (UsageException($"resume: no checkpoint in {runDir} (OUT_DIR; expected {expected})", "resume"))
+        | found -> found
+
+    /// <summary>Sets BN.MOM on every BatchNorm of a model. Momentum only steers the running statistics while training,
+    /// so it need not be recorded in checkpoints.</summary>
+    let private setBatchNormMomentum (model: Classifier) (momentum: float) =
+        for m in model.modules () do
+            match m with
+            | :? Modules.BatchNorm as norm -> norm.momentum <- momentum
+            | _ -> ()
+
+    /// <summary>The training and test datasets, cross-checked now rather than at the first evaluation, an epoch into
+    /// training. The caller owns both (the same object when the run tests on the training dataset's test split).</summary>
+    let private loadData (settings: TrainingSettings) : Dataset * Dataset =
+        let dataset = Datasets.loadWith (settings.Dataset, settings.Format, None, ImageFolder.defaultOptions)
+        try
+            let testDataset =
+                match settings.TestData with
+                | spec, _ when spec = settings.Dataset -> dataset
+                | spec, format -> Datasets.loadWith (spec, format, None, ImageFolder.defaultOptions)
+            let refuse message =
+                if not (obj.ReferenceEquals(testDataset, dataset)) then (testDataset :> IDisposable).Dispose()
+                raise (UsageException message)
+            if testDataset.Classes.Length <> dataset.Classes.Length then
+                refuse $"TEST.DATASET {settings.TestDataset} has {testDataset.Classes.Length} classes but TRAIN.DATASET {settings.Dataset} has {dataset.Classes.Length}"
+            if testDataset.ImageShape[0] <> dataset.ImageShape[0] then
+                refuse $"TEST.DATASET {settings.TestDataset} has {testDataset.ImageShape[0]}-channel images but TRAIN.DATASET {settings.Dataset} has {dataset.ImageShape[0]}-channel ones"
+            // Checkpoints record the dataset's class names and rebuild the model with that many logits, so a head of
+            // another width would train but could never be evaluated, exported or used for prediction.
+            if settings.Classes > 0 && settings.Classes <> dataset.Classes.Length then
+                refuse $"MODEL.NUM_CLASSES = {settings.Classes} but the dataset {dataset.Name} has {dataset.Classes.Length} classes: set it to {dataset.Classes.Length} or to 0 (taken from the dataset)"
+            dataset, testDataset
+        with _ ->
+            (dataset :> IDisposable).Dispose()
+            reraise ()
+
+    /// <summary>Sets a run up as the settings say (pycls's <c>setup_model</c>, loaders and checkpoint restore): checks
+    /// that the run directory can be written and may be (re)used, loads and cross-checks the data, builds the model,
+    /// the optimizer and the method's carried state, restores them from the checkpoint a resume continues (refusing
+    /// one of another configuration), and writes config.yaml.</summary>
+    /// <param name="config">The resolved configuration (written to config.yaml; its hash identifies the run).</param>
+    /// <param name="settings">Its validated settings.</param>
+    /// <param name="resume">Continue the run in OUT_DIR from its last checkpoint (it must have one).</param>
+    /// <exception cref="T:Bake.Core.UsageException">The run directory holds another run, or the data contradicts the
+    /// settings.</exception>
+    /// <exception cref="T:Bake.Core.BakeException">The run directory cannot be written, or the data cannot be read.</exception>
+    [<CompiledName("Create")>]
+    let create (config: Config, settings: TrainingSettings, resume: bool) : TrainingSetup =
+        let runDir = Path.GetFullPath settings.OutDir
+        probeWritable runDir
+        let existing = checkpointToContinue runDir settings resume
+        let dataset, testDataset = loadData settings
+        let mutable owned : IDisposable list = [ (if obj.ReferenceEquals(testDataset, dataset) then null else testDataset :> IDisposable); dataset ]
+        let own (d: IDisposable) = owned <- d :: owned
+        try
+            let train = trainingImages settings dataset
+            let classes = dataset.Classes.Length
+            let trainTransform, testTransform, size = settings.Transforms dataset
+            let device = torch.Device settings.Device
+            torch.manual_seed (int64 settings.Seed) |> ignore
+            let model = Models.create (settings.Model, classes, dataset.ImageShape[0], size)
+            own (model :> IDisposable)
+            setBatchNormMomentum model settings.BatchNormMomentum
+            if settings.Weights <> "" then Weights.load (model, settings.Weights)
+            model.``to`` device |> ignore
+            let optimizer = Optimizer.sgd (model, settings.Optimizer, settings.Schedule.BaseLr)
+            own (optimizer :> IDisposable)
+            let carried = new CarriedState()
+            own (carried :> IDisposable)
+            let configHash = Configs.hash config
+            let resumed =
+                match existing with
+                | Some checkpoint ->
+                    let state = Checkpoints.readState checkpoint
+                    if state.ConfigHash <> configHash then
+                        let written = Path.Combine(runDir, RunDirectory.ConfigFile)
+                        raise (UsageException $"{runDir} (OUT_DIR) holds a run trained with another configuration (checkpoint {checkpoint}; compare {written}): choose another OUT_DIR to start a new run")
+                    Checkpoints.load (checkpoint, model, Some optimizer)
+                    Checkpoints.loadMethodState (checkpoint, carried, device)
+                    Some(checkpoint, state)
+                | None ->
+                    settings.Method.Initialise carried train.Labels classes
+                    for pair in carried.Tensors |> Seq.toList do
+                        if pair.Value.device <> device then carried.Set(pair.Key, pair.Value.``to`` device)
+                    None
+            RunDirectory.writeConfig (runDir, config)
+            { RunDir = runDir; Config = config; Settings = settings; Device = device
+              Dataset = dataset; TestDataset = testDataset; Train = train; Classes = classes
+              TrainTransform = trainTransform; TestTransform = testTransform; ImageSize = size
+              Model = model; Optimizer = optimizer; Carried = carried; ConfigHash = configHash; Resumed = resumed }
+        with _ ->
+            for d in owned do
+                if not (isNull d) then d.Dispose()
+            reraise ()
