@@ -56,12 +56,18 @@ let tests =
         }
 
         test "validation lists every invalid setting" {
-            let config = Configs.defaultJob [ "TRAIN.OMEGA=1"; "TRAIN.BATCH_SIZE=129"; "OPTIM.MOMENTUM=1.5"; "METHOD.NAME=bogus" ]
+            let config = Configs.defaultJob [ "TRAIN.OMEGA=1"; "TRAIN.BATCH_SIZE=129"; "OPTIM.MOMENTUM=1.5"; "METHOD.NAME=cskd"; "TRAIN.USE_BAKE=False"; "TRAIN.IS_CUTMIX=True" ]
             let problems = problemsOf (Settings.ofConfig config)
-            Expect.isTrue (problems.Length >= 3) $"several problems: {problems}"
-            Expect.exists problems (fun p -> p.Contains "divisible") "batch/M"
+            Expect.isTrue (problems.Length >= 4) $"several problems: {problems}"
+            Expect.exists problems (fun p -> p.Contains "TRAIN.BATCH_SIZE = 129 must be even for cskd") "batch layout of the method"
+            Expect.exists problems (fun p -> p.Contains "TRAIN.INTRA_IMGS = 1 must be 0 for cskd") "M of the method"
             Expect.exists problems (fun p -> p.Contains "MOMENTUM") "momentum"
-            Expect.exists problems (fun p -> p.Contains "bogus") "method"
+            Expect.exists problems (fun p -> p.Contains "TRAIN.IS_CUTMIX = True is supported with vanilla and bake, not with cskd") "CutMix rule of the table"
+            // An unknown method is a parse error listing the table's names.
+            match Configs.applyOverrides [ "METHOD.NAME=bogus" ] ConfigSchema.defaults with
+            | Ok _ -> failtest "METHOD.NAME=bogus was accepted"
+            | Error problems ->
+                Expect.exists problems (fun p -> p.Contains "METHOD.NAME = 'bogus' is invalid" && p.Contains "pskd, dlb") "lists the methods"
         }
 
         test "pycls settings Bake's models cannot honour are refused with the reason" {
@@ -72,7 +78,7 @@ let tests =
             | Error message -> Expect.stringContains message "DROPOUT_RATIO" "names the key"
             | Ok name -> failtestf "mapped to %s" name
             let problems = problemsOf (Settings.ofConfig (Configs.defaultJob [ "TEST.WEIGHTS=w.pth" ]))
-            Expect.exists problems (fun p -> p.Contains "bake eval --weights") "TEST.WEIGHTS points to bake eval"
+            Expect.exists problems (fun p -> p.Contains "TEST.WEIGHTS" && p.Contains "evaluate those weights") "TEST.WEIGHTS points to evaluation"
         }
 
         test "the default job is BAKE, M = 1, small CNN, embedded data" {

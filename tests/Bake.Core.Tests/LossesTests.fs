@@ -100,4 +100,47 @@ let tests =
                 throwsWith<System.ArgumentException> (fun () ->
                     Losses.distillation (torch.randn (2L, 3L), torch.randn (2L, 4L), 4.0) |> ignore) |> ignore)
         }
+    
+        test "PS-KD: CE against (1 − α)·y + α·p, by hand" {
+            scoped (fun () ->
+                // Two samples, three classes; log-softmax computed by hand.
+                let z = [| [| 1.0; 0.0; -1.0 |]; [| 0.5; 0.5; 2.0 |] |]
+                let p = [| [| 0.2; 0.5; 0.3 |]; [| 0.1; 0.1; 0.8 |] |]
+                let y = [| 0; 2 |]
+                let alpha = 0.3
+                let logSoftmax (row: float[]) = let m = Array.max row in let lse = m + log (row |> Array.sumBy (fun v -> exp (v - m))) in row |> Array.map (fun v -> v - lse)
+                let expected =
+                    Array.init 2 (fun i ->
+                        let target = Array.init 3 (fun k -> (1.0 - alpha) * (if k = y[i] then 1.0 else 0.0) + alpha * p[i][k])
+                        let lp = logSoftmax z[i]
+                        -(Array.map2 (*) target lp |> Array.sum))
+                    |> Array.average
+                let logits = torch.tensor(Array.concat z, dtype = torch.float64).reshape (2L, 3L)
+                let previous = torch.tensor(Array.concat p, dtype = torch.float64).reshape (2L, 3L)
+                let loss = Losses.psKd (logits, torch.tensor [| 0L; 2L |], previous, alpha)
+                Expect.sequenceEqual (loss.Terms |> Array.map (fun t -> t.Name, t.Weight)) [ "soft_ce", 1.0 ] "one term"
+                Expect.floatClose Accuracy.high (loss.Total.item<float> ()) expected "hand value"
+                Expect.floatClose Accuracy.veryHigh (Losses.psKdAlpha (PsKdOptions.Default, 0, 10)) 0.08 "α₁ = 0.8 · 1/10"
+                Expect.floatClose Accuracy.veryHigh (Losses.psKdAlpha (PsKdOptions.Default, 9, 10)) 0.8 "α_T at the last epoch")
+        }
+
+        test "DLB: CE over all images + α·τ²·KL on the repeated ones, by hand" {
+            scoped (fun () ->
+                let z = [| [| 2.0; 0.0 |]; [| 0.0; 1.0 |]; [| -1.0; 1.0 |] |]
+                let previous = [| [| 0.7; 0.3 |] |] // softened prediction of the first (repeated) image at the last step
+                let y = [| 0; 1; 1 |]
+                let tau, weight = 3.0, 0.5
+                let softmax (row: float[]) = let e = row |> Array.map exp in let s = Array.sum e in e |> Array.map (fun v -> v / s)
+                let ce = Array.init 3 (fun i -> -log (softmax z[i]).[y[i]]) |> Array.average
+                let pTau = softmax (z[0] |> Array.map (fun v -> v / tau))
+                let kl = Array.map2 (fun q p -> q * log (q / p)) previous[0] pTau |> Array.sum
+                let logits = torch.tensor(Array.concat z, dtype = torch.float64).reshape (3L, 2L)
+                let loss = Losses.dlb (logits, torch.tensor [| 0L; 1L; 1L |], torch.tensor(previous[0], dtype = torch.float64).reshape (1L, 2L), { Temperature = tau; Weight = weight })
+                Expect.sequenceEqual (loss.Terms |> Array.map (fun t -> t.Name, t.Weight)) [ "ce", 1.0; "kd", weight ] "terms"
+                Expect.floatClose Accuracy.high (loss.Terms[0].Value.item<float> ()) ce "CE over all three"
+                Expect.floatClose Accuracy.high (loss.Terms[1].Value.item<float> ()) (tau * tau * kl) "τ²·KL over the one repeated image"
+                Expect.floatClose Accuracy.high (loss.Total.item<float> ()) (ce + weight * tau * tau * kl) "total"
+                let first = Losses.dlb (logits, torch.tensor [| 0L; 1L; 1L |], torch.zeros (0L, 2L, dtype = torch.float64), DlbOptions.Default)
+                Expect.floatClose Accuracy.veryHigh (first.Terms[1].Value.item<float> ()) 0.0 "no repeated image: no consistency term")
+        }
     ]

@@ -25,6 +25,8 @@ let tests =
             Expect.isOk (Validate.labelSmoothing LabelSmoothingOptions.Default) "LS defaults"
             Expect.isOk (Validate.tfKdReg TfKdRegOptions.Default) "Tf-KD defaults"
             Expect.isOk (Validate.csKd CsKdOptions.Default) "CS-KD defaults"
+            Expect.isOk (Validate.psKd PsKdOptions.Default) "PS-KD defaults"
+            Expect.isOk (Validate.dlb DlbOptions.Default) "DLB defaults"
         }
         testList "BAKE" [
             rejects "τ = 0" (Validate.bake { BakeOptions.Default with Temperature = 0.0 }) "Temperature = 0"
@@ -60,5 +62,8 @@ let tests =
         testList "CS-KD" [
             rejects "T = -4" (Validate.csKd { CsKdOptions.Default with Temperature = -4.0 }) "Temperature = -4"
             rejects "λ = -1" (Validate.csKd { CsKdOptions.Default with Lambda = -1.0 }) "Lambda = -1"
+            rejects "PS-KD α = 1.5" (Validate.psKd { Alpha = 1.5 }) "Alpha = 1.5"
+            rejects "DLB τ = 0" (Validate.dlb { DlbOptions.Default with Temperature = 0.0 }) "Temperature = 0"
+            rejects "DLB α = -1" (Validate.dlb { DlbOptions.Default with Weight = -1.0 }) "Weight = -1"
         ]
     ]

@@ -223,7 +223,7 @@ let cliTests =
                 let run = writeSummary root "ce" [ "ce" ] 3 65.0 1
                 expectExit 2 [ "plot"; run; "--out"; Path.Combine(root, "c.pdf") ] "ending in .png"
                 File.WriteAllText(Path.Combine(run, Summary.FileName), "epoch,lr\n1,0.1\n")
-                expectExit 1 [ "plot"; run ] "the header has no 'train_loss' column")
+                expectExit 1 [ "plot"; run ] "the header has no 'iterations' column")
         }
 
         test "--help shows an example" {

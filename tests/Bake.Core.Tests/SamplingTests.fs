@@ -152,6 +152,28 @@ let tests =
                 Expect.equal (Sampling.shuffledBatches (n, b, seed, 3, Some k)) batches "deterministic")
         ]
 
+        testList "lastHalfBatches" [
+            testPropertyWithConfig config "each epoch's new halves are a permutation; every batch begins with the batch before's new half"
+                (fun (PositiveInt n) (PositiveInt h) (seed: int) (NonNegativeInt epoch) ->
+                    let n, h, epoch = n % 60 + 1, h % 16 + 1, epoch % 4
+                    let batches = Sampling.lastHalfBatches (n, h, seed, epoch)
+                    let previous = if epoch = 0 then [||] else Sampling.lastHalfBatches (n, h, seed, epoch - 1)
+                    Expect.equal batches.Length ((n + h - 1) / h) "ceil(n/h) batches"
+                    // Reconstruct: the new images of batch k are its last |half k| indices, the repeated ones the rest.
+                    let halfLengths = Array.init batches.Length (fun k -> if k = batches.Length - 1 then n - h * k else h)
+                    let news = batches |> Array.mapi (fun k batch -> Array.sub batch (batch.Length - halfLengths[k]) halfLengths[k])
+                    Expect.sequenceEqual (Array.concat news |> Array.sort) (Array.init n id) "every image new once per epoch"
+                    for k in 1 .. batches.Length - 1 do
+                        Expect.sequenceEqual (Array.sub batches[k] 0 (batches[k].Length - halfLengths[k])) news[k - 1] "repeats the last new half"
+                    let carried = Array.sub batches[0] 0 (batches[0].Length - halfLengths[0])
+                    if epoch = 0 then Expect.isEmpty carried "the run's first batch repeats nothing"
+                    else
+                        let lastNew = n - h * (previous.Length - 1)
+                        let last = Array.last previous
+                        Expect.sequenceEqual carried (Array.sub last (last.Length - lastNew) lastNew) "epoch boundary: the previous epoch's last new half"
+                    Expect.equal (Sampling.lastHalfBatches (n, h, seed, epoch)) batches "deterministic")
+        ]
+
         testList "pairBatches" [
             property "B anchors (every image once per epoch) then one same-class partner each" (fun p ->
                 let batches = Sampling.pairBatches (p.Labels, p.Anchors, p.Seed, p.Epoch)

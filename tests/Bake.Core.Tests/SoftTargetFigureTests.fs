@@ -64,7 +64,8 @@ let tests =
             withTempDir (fun dir ->
                 let run = copyRun dir None
                 let error = throwsWith<UsageException> (fun () -> SoftTargetFigure.compute (run, None, 8, 1) |> ignore)
-                Expect.stringContains error.Message "pass --dataset" "says what to do"
+                Expect.stringContains error.Message "name the dataset to sample from" "says what to do"
+                Expect.equal error.Parameter "dataset" "names the parameter (the command line adds its flag)"
                 let sample = SoftTargetFigure.compute (run, Some "embedded", 8, 1)
                 Expect.equal (sample.IntraImages, sample.BatchSize) (1, 128) "M = 1, batch 128"
                 Expect.stringContains sample.SettingsSource "paper's defaults" "says so")
@@ -110,7 +111,7 @@ let tests =
                 expectExit 0 [ "soft-targets"; "--help" ] "Example:\n  bake soft-targets --checkpoint"
                 expectExit 2 [ "soft-targets"; "--checkpoint"; run ] "missing argument '--out'"
                 expectExit 2 [ "soft-targets"; "--checkpoint"; run; "--out"; Path.Combine(dir, "st.jpg") ] "the figure is a PNG file"
-                expectExit 2 [ "soft-targets"; "--checkpoint"; run; "--count"; "0"; "--out"; out ] "--count 0: expected at least 1 image"
+                expectExit 2 [ "soft-targets"; "--checkpoint"; run; "--count"; "0"; "--out"; out ] "count 0: expected at least 1 image (--count)"
                 expectExit 2 [ "soft-targets"; "--checkpoint"; run; "--dataset"; "imagenet-22k"; "--out"; out ] "unknown dataset 'imagenet-22k'"
                 expectExit 1 [ "soft-targets"; "--checkpoint"; dir; "--out"; out ] "no Bake checkpoint"
                 expectExit 1 [ "soft-targets"; "--checkpoint"; run; "--dataset"; other; "--out"; out ] "has 3 classes but the checkpoint"

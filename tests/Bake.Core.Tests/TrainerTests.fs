@@ -41,7 +41,9 @@ let tests =
                   "bake M=3 one-step", [ "TRAIN.INTRA_IMGS=3"; "METHOD.PROPAGATION=one-step" ]
                   "bake with CutMix", [ "TRAIN.IS_CUTMIX=True"; "CUTMIX.OFF_EPOCH=1" ]
                   "vanilla with CutMix", [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "TRAIN.IS_CUTMIX=True" ]
-                  "vanilla at BAKE's steps", [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.EQUAL_STEPS_M=1" ] ] ->
+                  "vanilla at BAKE's steps", [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.EQUAL_STEPS_M=1" ]
+                  "pskd", [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.NAME=pskd" ]
+                  "dlb", [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.NAME=dlb" ] ] ->
                 test name {
                     withRunDir (fun dir ->
                         let outcome = runTiny dir extra ignore CancellationToken.None
@@ -55,7 +57,10 @@ let tests =
                         Expect.isSome (Checkpoints.resolve (dir, "last")) "last checkpoint"
                         let iterations = outcome.History.Head.Iterations
                         if name = "vanilla" then Expect.equal iterations 8 "120 images / 16"
-                        if name = "bake" || name = "vanilla at BAKE's steps" then Expect.equal iterations 15 "120 images / 8 anchors")
+                        if name = "bake" || name = "vanilla at BAKE's steps" || name = "dlb" then Expect.equal iterations 15 "120 images / 8 anchors (DLB: 8 new images per batch)"
+                        if name = "pskd" then Expect.equal iterations 8 "120 images / 16"
+                        let carried = File.Exists(Path.Combine(Checkpoints.ofPath dir, Checkpoints.MethodStateFile))
+                        Expect.equal carried (name = "pskd" || name = "dlb") "only PS-KD and DLB carry state in their checkpoints")
                 }
         ]
 
@@ -67,23 +72,30 @@ let tests =
                     Expect.sequenceEqual (summaryWithoutSeconds b) (summaryWithoutSeconds a) "identical runs"))
         }
 
-        test "a run cancelled mid-epoch and resumed ends with the same summary as an uninterrupted run" {
-            withRunDir (fun whole ->
-                withRunDir (fun split ->
-                    runTiny whole [ "OPTIM.MAX_EPOCH=3" ] ignore CancellationToken.None |> ignore
-                    use cancellation = new CancellationTokenSource()
-                    let stopAt event =
-                        match event with
-                        | Iteration (2, 5, _, _, _, _, _) -> cancellation.Cancel()
-                        | _ -> ()
-                    let first = runTiny split [ "OPTIM.MAX_EPOCH=3" ] stopAt cancellation.Token
-                    Expect.isTrue first.Cancelled "cancelled"
-                    Expect.hasLength first.History 1 "one epoch finished before the stop"
-                    let config = tinyConfig split [ "OPTIM.MAX_EPOCH=3" ]
-                    let resumed = Trainer.run (config, Settings.ofConfigOrThrow config, true, null, CancellationToken.None)
-                    Expect.hasLength resumed.History 3 "three epochs"
-                    Expect.sequenceEqual (summaryWithoutSeconds split) (summaryWithoutSeconds whole) "resumed = uninterrupted"))
-        }
+        testList "a run cancelled mid-epoch and resumed ends with the same summary as an uninterrupted run" [
+            for name, extra in
+                [ "bake", []
+                  "pskd (carried predictions)", [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.NAME=pskd" ]
+                  "dlb (carried last batch)", [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.NAME=dlb" ] ] ->
+                test name {
+                    withRunDir (fun whole ->
+                        withRunDir (fun split ->
+                            let extra = extra @ [ "OPTIM.MAX_EPOCH=3" ]
+                            runTiny whole extra ignore CancellationToken.None |> ignore
+                            use cancellation = new CancellationTokenSource()
+                            let stopAt event =
+                                match event with
+                                | Iteration (2, 5, _, _, _, _, _) -> cancellation.Cancel()
+                                | _ -> ()
+                            let first = runTiny split extra stopAt cancellation.Token
+                            Expect.isTrue first.Cancelled "cancelled"
+                            Expect.hasLength first.History 1 "one epoch finished before the stop"
+                            let config = tinyConfig split extra
+                            let resumed = Trainer.run (config, Settings.ofConfigOrThrow config, true, null, CancellationToken.None)
+                            Expect.hasLength resumed.History 3 "three epochs"
+                            Expect.sequenceEqual (summaryWithoutSeconds split) (summaryWithoutSeconds whole) "resumed = uninterrupted"))
+                }
+        ]
 
         test "classes with a single training image are trained (anchor repeated) with one warning" {
             withRunDir (fun dir ->
@@ -144,7 +156,8 @@ let tests =
                 let again = runTiny dir [ "OPTIM.MAX_EPOCH=1" ] ignore CancellationToken.None
                 Expect.equal (again.History |> List.map (fun r -> r.TrainLoss)) (first.History |> List.map (fun r -> r.TrainLoss)) "a finished run is reported, not retrained"
                 let error = throwsWith<UsageException> (fun () -> runTiny dir [ "OPTIM.MAX_EPOCH=1"; "TRAIN.AUTO_RESUME=False" ] ignore CancellationToken.None |> ignore)
-                Expect.stringContains error.Message "--resume" "suggests --resume"
+                Expect.stringContains error.Message "resume it or choose another OUT_DIR" "says what to do"
+                Expect.equal error.Parameter "resume" "names the parameter (the command line adds --resume)"
                 let error = throwsWith<UsageException> (fun () -> runTiny dir [ "OPTIM.MAX_EPOCH=1"; "TRAIN.OMEGA=0.3" ] ignore CancellationToken.None |> ignore)
                 Expect.stringContains error.Message "another configuration" "refuses a different configuration")
             withRunDir (fun dir ->
