@@ -6,6 +6,7 @@ open System.Globalization
 open System.IO
 open System.Text
 open System.Text.Json.Nodes
+open Bake.Core
 open Bake.Core.Reporting
 
 let private inv = CultureInfo.InvariantCulture
@@ -29,12 +30,6 @@ type RunResult =
       /// SGD steps done by the end of each epoch.
       CumulativeSteps: float[]
       Summary: RunSummary }
-
-let private column (path: string) (name: string) =
-    let lines = File.ReadAllLines path
-    let header = lines[0].Split ','
-    let i = Array.IndexOf(header, name)
-    lines |> Array.skip 1 |> Array.map (fun l -> let cells = l.Split ',' in if cells[i] = "" then nan else Double.Parse(cells[i], inv))
 
 let read (dir: string) (name: string) (methodName: string) : RunResult option =
     let summaryPath = Path.Combine(dir, "summary.csv")
@@ -60,9 +55,9 @@ let read (dir: string) (name: string) (methodName: string) : RunResult option =
               Temperature = (if isNull calibrated then nan else metric calibrated "temperature")
               Fgsm = [ for n in robustness["fgsm"].AsArray() -> metric n "epsilon", metric n "top1" ]
               Corruption = [ for n in robustness["corruptions"].AsArray() -> n["corruption"].GetValue<string>(), n["severity"].GetValue<int>(), metric n "top1" ]
-              Iterations = column summaryPath "iterations" |> Array.sum |> int
-              Seconds = column summaryPath "seconds" |> Array.sum
-              CumulativeSteps = column summaryPath "iterations" |> Array.scan (+) 0.0 |> Array.tail
+              Iterations = summary.Iterations |> Array.sum |> int
+              Seconds = summary.Seconds |> Array.sum
+              CumulativeSteps = summary.Iterations |> Array.scan (+) 0.0 |> Array.tail
               Summary = summary }
 
 let private pm (values: float[]) (digits: int) =

@@ -20,6 +20,7 @@ open System.Globalization
 open System.IO
 open System.Text
 open System.Text.Json.Nodes
+open Bake.Core
 open Bake.Core.Reporting
 
 let root = Path.GetFullPath(Path.Combine(__SOURCE_DIRECTORY__, ".."))
@@ -60,6 +61,9 @@ let methodRuns (study: string) (epochs: int) (headlineSeeds: int) (otherSeeds: i
           yield run "label-smoothing" "label-smoothing" seed (plain @ [ "METHOD.NAME=label-smoothing" ]) epochs
           yield run "tfkd-reg" "tfkd-reg" seed (plain @ [ "METHOD.NAME=tfkd-reg" ]) epochs
           yield run "cskd" "cskd" seed [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.NAME=cskd" ] epochs
+          // PS-KD trains on plain batches (at BAKE M = 1's steps); DLB's batches (N/2 repeated + N/2 new) already take as many.
+          yield run "pskd" "pskd" seed (plain @ [ "METHOD.NAME=pskd" ]) epochs
+          yield run "dlb" "dlb" seed [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.NAME=dlb" ] epochs
       // The official protocol, once: equal epochs, so BAKE (M = 1) takes twice the baseline's steps.
       yield { run "vanilla-official-protocol" "vanilla" 1 [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0" ] epochs with Name = "vanilla-official-protocol-s1" } ]
 

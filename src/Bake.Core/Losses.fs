@@ -25,7 +25,7 @@ type Loss =
         Terms: LossTerm[]
     }
 
-/// <summary>The paper's losses (Eq. 1–2) and the baselines' losses (REFERENCE.md §8–9).</summary>
+/// <summary>The paper's losses (Eq. 1–2) and the baselines' losses (docs/official-code.md §8–9).</summary>
 /// <remarks>All reductions are batch means. Every function returns fresh tensors and never disposes its inputs.</remarks>
 [<RequireQualifiedAccess>]
 module Losses =
@@ -51,7 +51,7 @@ module Losses =
             targets.detach().mul(logProbs).sum(dim = 1L).mean().neg ())
 
     /// <summary>The distillation term of Eq. (2): τ² · (1/N) Σᵢ KL(qᵢ ‖ softmax(zᵢ/τ)), exactly the official
-    /// reduction (KLDivLoss with reduction "sum", times τ², divided by the batch size N; REFERENCE.md §2.1).</summary>
+    /// reduction (KLDivLoss with reduction "sum", times τ², divided by the batch size N; docs/official-code.md §2.1).</summary>
     /// <param name="logits">z, N×K. Gradients flow through log softmax(z/τ) only; the gradient with respect to
     /// z is τ (softmax(z/τ) − Q) / N.</param>
     /// <param name="targets">Q, N×K probability rows (entries ≥ 0, 0 · log 0 = 0); detached here.</param>
@@ -126,7 +126,7 @@ module Losses =
         weighted [| { Name = "ce"; Weight = 1.0; Value = softCrossEntropy (logits, labelTargets) } |]
 
     /// <summary>The Tf-KD form of label smoothing: targets 1 − α on the true class and α/(K − 1) on every other
-    /// class, loss −Σ targets · log softmax(z) averaged over the batch (REFERENCE.md §9).</summary>
+    /// class, loss −Σ targets · log softmax(z) averaged over the batch (docs/official-code.md §9).</summary>
     /// <param name="logits">z, N×K with K ≥ 2.</param>
     /// <param name="labels">y, int64 vector of N class indices.</param>
     /// <param name="options">α.</param>
@@ -143,7 +143,7 @@ module Losses =
                 softCrossEntropy (logits, targets))
         weighted [| { Name = "smoothed_ce"; Weight = 1.0; Value = smoothed } |]
 
-    /// <summary>Tf-KD_reg (REFERENCE.md §9): (1 − α) CE + α · multiplier · mean over N·K elements of
+    /// <summary>Tf-KD_reg (docs/official-code.md §9): (1 − α) CE + α · multiplier · mean over N·K elements of
     /// KL(softmax(p^d / T) ‖ softmax(z)), where the designed teacher p^d puts <c>Correct</c> on the true class and
     /// (1 − Correct)/(K − 1) elsewhere. The student side has no temperature (as in the official code).</summary>
     /// <param name="logits">z, N×K with K ≥ 2.</param>
@@ -166,7 +166,7 @@ module Losses =
             [| { Name = "ce"; Weight = 1.0 - options.Alpha; Value = ce }
                { Name = "reg"; Weight = options.Alpha * options.Multiplier; Value = reg } |]
 
-    /// <summary>CS-KD (REFERENCE.md §8): CE on the anchors plus λ · T² · (1/B) Σ KL(softmax(z'/T) ‖ softmax(z/T)),
+    /// <summary>CS-KD (docs/official-code.md §8): CE on the anchors plus λ · T² · (1/B) Σ KL(softmax(z'/T) ‖ softmax(z/T)),
     /// where z' are the logits of a same-class partner of each anchor, computed without gradient.</summary>
     /// <param name="logits">z of the B anchors, B×K. Gradients flow.</param>
     /// <param name="partnerLogits">z' of their partners, B×K; detached here.</param>

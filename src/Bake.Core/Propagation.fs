@@ -54,7 +54,7 @@ module Propagation =
     /// <remarks>Solved as the linear system (I − ωÂ) Q = (1 − ω) P with <c>linalg.solve</c>, never by forming the
     /// inverse; I − ωÂ is strictly diagonally dominant for ω &lt; 1. Q is clamped at 0 against round-off
     /// (exact Q is non-negative because (I − ωÂ)⁻¹ = Σₖ (ωÂ)ᵏ is), a deliberate deviation from the official
-    /// code, whose tiny negative entries can turn the KL term into NaN (REFERENCE.md §2.1).</remarks>
+    /// code, whose tiny negative entries can turn the KL term into NaN (docs/official-code.md §2.1).</remarks>
     /// <param name="affinity">Â, N×N.</param>
     /// <param name="probs">P^τ, N×K.</param>
     /// <param name="omega">ω ∈ [0, 1).</param>

@@ -12,7 +12,7 @@ module Runtime =
 
     /// <summary>Sets OMP_WAIT_POLICY=PASSIVE in the native environment unless the user set it. OpenMP reads it
     /// when libtorch starts, so call this before any torch call. Why: with the default (active) waiting, small
-    /// libtorch ops stall in 4 ms steps while another process or thread uses the CPU (ENVIRONMENT.md); on a
+    /// libtorch ops stall in 4 ms steps while another process or thread uses the CPU (docs/architecture.md, "Environment"); on a
     /// dedicated machine set OMP_WAIT_POLICY=ACTIVE yourself if you prefer spinning.</summary>
     [<CompiledName("UsePassiveOpenMpWait")>]
     let usePassiveOpenMpWait () : unit =

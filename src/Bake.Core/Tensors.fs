@@ -4,7 +4,7 @@ open System
 open TorchSharp
 
 /// <summary>Small helpers shared by the core: dispose scopes, shape descriptions and checks.</summary>
-/// <remarks>Ownership rule for the whole core (STYLE.md §3.4): every function returns a fresh tensor,
+/// <remarks>Ownership rule for the whole core (docs/architecture.md, "Tensor memory"): every function returns a fresh tensor,
 /// never disposes or mutates its inputs, and frees its temporaries in a dispose scope.</remarks>
 [<RequireQualifiedAccess>]
 module Tensors =

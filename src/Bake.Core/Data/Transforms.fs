@@ -87,7 +87,7 @@ type CutMixed =
 [<RequireQualifiedAccess>]
 module Transforms =
 
-    /// <summary>The ImageNet PCA eigenvalues of pycls / AlexNet lighting (REFERENCE.md §4.1), RGB order.</summary>
+    /// <summary>The ImageNet PCA eigenvalues of pycls / AlexNet lighting (docs/official-code.md §4.1), RGB order.</summary>
     let lightingEigenvalues = [| 0.2175; 0.0188; 0.0045 |]
 
     /// <summary>The matching eigenvectors (rows = R, G, B components; column j = eigenvector j).</summary>
@@ -299,7 +299,7 @@ module Transforms =
 
     /// <summary>The training preset for a dataset. Images up to 64 pixels (MNIST, CIFAR, TinyImageNet): random crop
     /// at native size with padding ⌈side/8⌉ (4 for CIFAR's 32) and a horizontal flip (not for digits), as in the
-    /// small-scale experiments (REFERENCE.md §4.2). Larger images: random-resized crop to 224 (area 0.08–1,
+    /// small-scale experiments (docs/official-code.md §4.2). Larger images: random-resized crop to 224 (area 0.08–1,
     /// ratio 3/4–4/3), flip and lighting noise 0.1 (the ImageNet recipe, §4.1). Normalised by the dataset's mean/std.</summary>
     [<CompiledName("ForTraining")>]
     let forTraining (dataset: Dataset) : TransformSpec =
@@ -332,7 +332,7 @@ module Transforms =
     [<CompiledName("ForEvaluation")>]
     let forEvaluation (dataset: Dataset) : TransformSpec = forEvaluationOf (dataset.ImageShape, dataset.Mean, dataset.Std)
 
-    /// <summary>The official small-scale TinyImageNet recipe (REFERENCE.md §4.2): training RandomResizedCrop(32)
+    /// <summary>The official small-scale TinyImageNet recipe (docs/official-code.md §4.2): training RandomResizedCrop(32)
     /// (area 0.08–1) + flip, evaluation Resize(32); ImageNet mean/std.</summary>
     [<CompiledName("TinyImageNet")>]
     let tinyImageNet () : TransformSpec * TransformSpec =

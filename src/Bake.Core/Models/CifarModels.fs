@@ -2,7 +2,7 @@ namespace Bake.Core.Models
 
 open TorchSharp
 
-/// <summary>The pre-activation block of the official small-scale code (REFERENCE.md §5.1), quirk included:
+/// <summary>The pre-activation block of the official small-scale code (docs/official-code.md §5.1), quirk included:
 /// <c>out = relu(bn1 x)</c>; the shortcut (identity, or a 1×1 strided conv without BatchNorm) is taken from
 /// <c>out</c>, not from <c>x</c>; <c>conv2(relu(bn2(conv1 out))) + shortcut</c>.</summary>
 type internal PreActBlock(inputs: int64, planes: int64, stride: int64) as this =
@@ -96,7 +96,7 @@ module internal CifarLayers =
         { Layers = List.ofSeq layers; Width = planes }
 
 /// <summary>CIFAR PreAct ResNet-18 exactly as the official small-scale code (CS-KD fork) builds it
-/// (REFERENCE.md §5.1): 3×3 stem conv (stride 1, no bias) + BN + ReLU; four stages of two pre-activation blocks
+/// (docs/official-code.md §5.1): 3×3 stem conv (stride 1, no bias) + BN + ReLU; four stages of two pre-activation blocks
 /// (64/128/256/512, strides 1/2/2/2) whose identity shortcut is taken after the block's BN-ReLU; no final BN-ReLU;
 /// average pooling to the 512-d feature (pre-activation, may be negative); Linear(512, K). PyTorch's default init.</summary>
 /// <remarks>State-dict keys are the official ones (<c>conv1</c>, <c>bn1</c>, <c>layer1.0.bn1</c>,
@@ -106,7 +106,7 @@ module internal CifarLayers =
 type CifarPreActResNet18(name: string, classes: int64, channels: int64) =
     inherit PooledClassifier(name, CifarLayers.preActResNet18 channels, "linear", Heads.linear, classes)
 
-/// <summary>CIFAR DenseNet-121 as the official small-scale code builds it (REFERENCE.md §5.2): growth 32, blocks
+/// <summary>CIFAR DenseNet-121 as the official small-scale code builds it (docs/official-code.md §5.2): growth 32, blocks
 /// 6-12-24-16, reduction 0.5; 3×3 stem conv (64, no bias) with no BN or pooling; final BN, ReLU, average pooling to
 /// the 1024-d feature; Linear(1024, K). PyTorch's default init.</summary>
 /// <remarks>State-dict keys are the official ones (<c>conv1</c>, <c>dense1.0.bn1</c>, <c>trans1.conv</c>,

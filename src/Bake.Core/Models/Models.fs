@@ -29,9 +29,9 @@ module Models =
               (fun n classes channels -> new SmallCnn(n, [ 32L; 64L; 128L ], 1, classes, channels))
           entry "cnn-tiny" 4 "tiny CNN for tests: 2 × (conv3×3-BN-ReLU, 2×2 max pool), widths 8-16, global average pool, linear"
               (fun n classes channels -> new SmallCnn(n, [ 8L; 16L ], 1, classes, channels))
-          entry "preact-resnet18" 1 "CIFAR PreAct ResNet-18 of the official small-scale code (REFERENCE.md §5.1)"
+          entry "preact-resnet18" 1 "CIFAR PreAct ResNet-18 of the official small-scale code (docs/official-code.md §5.1)"
               (fun n classes channels -> new CifarPreActResNet18(n, classes, channels))
-          entry "cifar-densenet121" 8 "CIFAR DenseNet-121 of the official small-scale code (REFERENCE.md §5.2)"
+          entry "cifar-densenet121" 8 "CIFAR DenseNet-121 of the official small-scale code (docs/official-code.md §5.2)"
               (fun n classes channels -> new CifarDenseNet121(n, classes, channels))
           resnet "resnet18" Basic [ 2; 2; 2; 2 ] 1L 64L "torchvision resnet18"
           resnet "resnet34" Basic [ 3; 4; 6; 3 ] 1L 64L "torchvision resnet34"
