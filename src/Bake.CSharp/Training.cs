@@ -67,38 +67,40 @@ public sealed record TrainerOptions
 
     internal IEnumerable<string> ToOverrides()
     {
+        // Keys by their declarations in the core: a mistyped key does not compile.
+        static string Key(string name) => name + "=";
         string F(double v) => v.ToString("R", CultureInfo.InvariantCulture);
-        if (OutputDirectory is not null) yield return "OUT_DIR=" + OutputDirectory;
-        if (Model is not null) yield return "MODEL.TYPE=" + Model;
-        if (Dataset is not null) yield return "TRAIN.DATASET=" + Dataset;
+        if (OutputDirectory is not null) yield return Key(Core.Keys.OUT_DIR.Name) + OutputDirectory;
+        if (Model is not null) yield return Key(Core.Keys.MODEL.TYPE.Name) + Model;
+        if (Dataset is not null) yield return Key(Core.Keys.TRAIN.DATASET.Name) + Dataset;
         if (Method is not null)
         {
-            yield return "METHOD.NAME=" + Method;
-            yield return "TRAIN.USE_BAKE=" + (Method == "bake" ? "True" : "False");
+            yield return Key(Core.Methods.NAME.Name) + Method;
+            yield return Key(Core.Keys.TRAIN.USE_BAKE.Name) + (Method == "bake" ? "True" : "False");
         }
-        if (Epochs is int epochs) yield return "OPTIM.MAX_EPOCH=" + epochs;
-        if (BatchSize is int batch) yield return "TRAIN.BATCH_SIZE=" + batch;
-        if (IntraImages is int m) yield return "TRAIN.INTRA_IMGS=" + m;
+        if (Epochs is int epochs) yield return Key(Core.Keys.OPTIM.MAX_EPOCH.Name) + epochs;
+        if (BatchSize is int batch) yield return Key(Core.Keys.TRAIN.BATCH_SIZE.Name) + batch;
+        if (IntraImages is int m) yield return Key(Core.Keys.TRAIN.INTRA_IMGS.Name) + m;
         if (Bake is BakeOptions bake)
         {
-            yield return "TRAIN.OMEGA=" + F(bake.Omega);
-            yield return "TRAIN.TEMP=" + F(bake.Temperature);
-            yield return "TRAIN.LAMBDA=" + F(bake.Lambda);
-            yield return "METHOD.PROPAGATION=" + bake.Propagation switch
+            yield return Key(Core.BakeMethod.OMEGA.Name) + F(bake.Omega);
+            yield return Key(Core.BakeMethod.TEMP.Name) + F(bake.Temperature);
+            yield return Key(Core.BakeMethod.LAMBDA.Name) + F(bake.Lambda);
+            yield return Key(Core.BakeMethod.PROPAGATION.Name) + bake.Propagation switch
             {
                 PropagationForm.OneStep => "one-step",
                 PropagationForm.Steps => "steps",
                 _ => "closed-form",
             };
             if (bake.Propagation == PropagationForm.Steps)
-                yield return "METHOD.STEPS=" + bake.Steps;
+                yield return Key(Core.BakeMethod.STEPS.Name) + bake.Steps;
         }
-        if (BaseLearningRate is double lr) yield return "OPTIM.BASE_LR=" + F(lr);
-        if (WeightDecay is double wd) yield return "OPTIM.WEIGHT_DECAY=" + F(wd);
-        if (Seed is int seed) yield return "RNG_SEED=" + seed;
-        if (ImagesPerClass is int perClass) yield return "TRAIN.PER_CLASS=" + perClass;
-        if (Weights is not null) yield return "TRAIN.WEIGHTS=" + Weights;
-        if (Device is not null) yield return "DEVICE=" + Device;
+        if (BaseLearningRate is double lr) yield return Key(Core.Keys.OPTIM.BASE_LR.Name) + F(lr);
+        if (WeightDecay is double wd) yield return Key(Core.Keys.OPTIM.WEIGHT_DECAY.Name) + F(wd);
+        if (Seed is int seed) yield return Key(Core.Keys.RNG_SEED.Name) + seed;
+        if (ImagesPerClass is int perClass) yield return Key(Core.Keys.TRAIN.PER_CLASS.Name) + perClass;
+        if (Weights is not null) yield return Key(Core.Keys.TRAIN.WEIGHTS.Name) + Weights;
+        if (Device is not null) yield return Key(Core.Keys.DEVICE.Name) + Device;
         foreach (var pair in Overrides ?? new Dictionary<string, string>())
             yield return pair.Key + "=" + pair.Value;
     }

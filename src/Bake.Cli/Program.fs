@@ -68,6 +68,9 @@ let main argv =
     | :? Bake.Core.UsageException as e ->
         eprintfn "bake: %s%s" e.Message (flagHint e)
         2
+    | :? Bake.Core.Data.DatasetNotFetchedException as e ->
+        eprintfn "bake: %s (bake data fetch %s)" e.Message e.Name
+        1
     | :? Bake.Core.BakeException as e ->
         eprintfn "bake: %s" e.Message
         1

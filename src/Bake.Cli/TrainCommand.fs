@@ -66,9 +66,9 @@ let example =
 let resolveConfig (args: ParseResults<TrainArgs>) : Config =
     let overrides =
         args.GetResults Set
-        @ (args.TryGetResult TrainArgs.Out |> Option.map (fun d -> "OUT_DIR=" + d) |> Option.toList)
-        @ (args.TryGetResult TrainArgs.Weights |> Option.map (fun w -> "TRAIN.WEIGHTS=" + w) |> Option.toList)
-        @ (args.TryGetResult Device |> Option.map (fun d -> "DEVICE=" + d) |> Option.toList)
+        @ (args.TryGetResult TrainArgs.Out |> Option.map (fun d -> Keys.OUT_DIR.Name + "=" + d) |> Option.toList)
+        @ (args.TryGetResult TrainArgs.Weights |> Option.map (fun w -> Keys.TRAIN.WEIGHTS.Name + "=" + w) |> Option.toList)
+        @ (args.TryGetResult Device |> Option.map (fun d -> Keys.DEVICE.Name + "=" + d) |> Option.toList)
     match args.TryGetResult Config with
     | Some path -> Configs.load (path, overrides)
     | None -> Configs.defaultJob overrides

@@ -33,7 +33,8 @@ let tests =
         test "a named dataset that was not fetched tells how to fetch it" {
             use cache = new TempDir()
             let e = throwsWith<BakeException> (fun () -> load "cifar100" cache.Path |> ignore)
-            Expect.stringContains e.Message "bake data fetch cifar100" "the command"
+            Expect.stringContains e.Message "fetch it into the cache first" "says what to do"
+            Expect.equal (e :?> DatasetNotFetchedException).Name "cifar100" "names the dataset (the command line adds bake data fetch cifar100)"
             Expect.stringContains e.Message cache.Path "the cache"
         }
 

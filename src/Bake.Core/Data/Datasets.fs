@@ -46,6 +46,13 @@ type DataFormat =
             let known = DataFormat.All |> List.map (fun f -> f.Name) |> String.concat ", "
             raise (UsageException($"unknown dataset format '{name}': expected one of {known}"))
 
+/// <summary>A dataset known by name is not in the download cache yet; the command line adds how to fetch it.</summary>
+type DatasetNotFetchedException(name: string, cache: string) =
+    inherit BakeException($"dataset '{name}' is not in the cache {cache}: fetch it into the cache first (the cache is the BAKE_DATA folder unless given)")
+
+    /// <summary>The dataset's name.</summary>
+    member _.Name = name
+
 /// <summary>Where datasets live: the embedded default, the download cache, and folders in any supported layout.</summary>
 [<RequireQualifiedAccess>]
 module Datasets =
@@ -190,7 +197,7 @@ module Datasets =
             let cache = cache |> Option.defaultWith defaultCacheDirectory
             let folder = cachedFolder cache lower
             if not (Directory.Exists folder) then
-                raise (BakeException($"dataset '{lower}' is not in the cache {cache}: run `bake data fetch {lower}` (the cache is set by --cache or BAKE_DATA)"))
+                raise (DatasetNotFetchedException(lower, cache))
             let dataset = loadFolder folder format imageOptions
             { dataset with Name = lower }
         elif File.Exists spec then

@@ -30,13 +30,13 @@ module Dlb =
         let repeated, previous =
             match state.TryGet Indices, state.TryGet Targets with
             | Some indices, Some targets ->
-                let carried = indices.data<int64>().ToArray()
+                let carried = indices.cpu().data<int64>().ToArray()
                 let r = carried.Length
                 // The sampler repeats exactly the last batch's new images, in order; anything else is a state that
                 // belongs to another plan (a bug, or a checkpoint of another run).
                 if r > batch.Indices.Length || Array.sub batch.Indices 0 r |> Array.map int64 <> carried then
                     raise (BakeException "DLB: the batch does not begin with the previous batch's new images (the carried state belongs to another plan)")
-                r, targets.``to`` device
+                r, targets
             | _ -> 0, torch.zeros ([| 0L; classes |], device = device)
         let loss = Losses.dlb (logits, batch.Labels, previous, options)
         let fresh = int64 (batch.Indices.Length - repeated)

@@ -27,10 +27,8 @@ module PsKd =
             match state.TryGet Predictions with
             | Some p -> p
             | None -> raise (BakeException $"PS-KD: the carried state has no {Predictions} (a checkpoint written by another method?)")
-        let device = batch.Images.device
-        if predictions.device <> device then state.Set(Predictions, predictions.``to`` device)
-        let predictions = (state.TryGet Predictions).Value
-        let rows = torch.tensor (batch.Indices |> Array.map int64, device = device)
+        // The trainer keeps carried tensors on the model's device.
+        let rows = torch.tensor (batch.Indices |> Array.map int64, device = predictions.device)
         let previous = predictions.index_select (0L, rows)
         let logits = batch.Model.forward batch.Images
         let loss = Losses.psKd (logits, batch.Labels, previous, Losses.psKdAlpha (options, batch.Epoch, batch.Epochs))

@@ -114,6 +114,10 @@ module Summary =
 /// <summary>The files of a run directory: config.yaml, log.jsonl, summary.csv (pycls + timm conventions).</summary>
 [<RequireQualifiedAccess>]
 module RunFiles =
+
+    /// <summary>The log's file name in a run directory: one JSON object per log window and per epoch.</summary>
+    [<Literal>]
+    let LogFile = "log.jsonl"
     let private invariant = CultureInfo.InvariantCulture
     let private number (v: float) = v.ToString("R", invariant)
 

@@ -70,7 +70,7 @@ module Trainer =
         let emit event =
             tensorBoard.Record event
             if not (isNull report) then report.Invoke event
-        let log (record: JsonObject) = RunFiles.appendLog (Path.Combine(runDir, "log.jsonl")) record
+        let log (record: JsonObject) = RunFiles.appendLog (Path.Combine(runDir, RunFiles.LogFile)) record
         let start = setup.Resumed |> Option.map snd
         let mutable history = start |> Option.map (fun s -> s.History) |> Option.defaultValue []
         let mutable lastCheckpoint = setup.Resumed |> Option.map fst
