@@ -60,7 +60,9 @@ let example =
         |> String.concat "\n"
     "Methods (--set METHOD.NAME=<name>):\n" + methods + "\n\n"
     + "Examples:\n  bake train\n  bake train --config configs/fashion-mnist/BAKE-cnn.yaml --set TRAIN.OMEGA=0.3 --out runs/omega03\n"
-    + "  bake train --set METHOD.NAME=pskd --set TRAIN.INTRA_IMGS=0 --out runs/pskd\n  bake train --out runs/omega03 --resume"
+    + "  bake train --set METHOD.NAME=dlb --set TRAIN.USE_BAKE=False --set TRAIN.INTRA_IMGS=0 --out runs/dlb\n"
+    + "  bake train --out runs/omega03 --resume\n"
+    + "(The default job is BAKE with TRAIN.USE_BAKE=True and M = 1: another method needs TRAIN.USE_BAKE=False, and CS-KD and DLB M = 0.)"
 
 /// Resolves the configuration from the arguments: file or default job, then --set, --out, --weights, --device.
 let resolveConfig (args: ParseResults<TrainArgs>) : Config =

@@ -172,7 +172,7 @@ module Settings =
         match Methods.NAME.Of config with
         | None -> Ok(if useBake then BakeMethod.spec else Baselines.vanilla)
         | Some m when useBake && m.Name <> BakeMethod.spec.Name ->
-            Error $"{Methods.NAME.Name} = {m.Name} contradicts {Keys.TRAIN.USE_BAKE.Name} = True (set one of them)"
+            Error $"{Methods.NAME.Name} = {m.Name} contradicts {Keys.TRAIN.USE_BAKE.Name} = True (set {Keys.TRAIN.USE_BAKE.Name}=False to train {m.Name})"
         | Some m -> Ok m
 
     /// <summary>The method a config asks for, configured, checked against the batch layout and CutMix; every problem
