@@ -18,7 +18,11 @@ type ConfigKey =
       Default: ConfigValue
       Doc: string
       /// <summary>The accepted names of a choice key, in documentation order; empty for every other key.</summary>
-      Choices: string list }
+      Choices: string list
+      /// <summary>Whether the key belongs to a run's identity: true for every setting that changes what is trained or
+      /// measured; false for where and how a run is kept (OUT_DIR, workers, log period, …), which may change between
+      /// the start of a run and its resumption.</summary>
+      Identity: bool }
 
 /// <summary>A resolved configuration: every schema key with its value (defaults → file → overrides).</summary>
 [<NoComparison>]
@@ -48,7 +52,7 @@ module Key =
     // by hand with the wrong kind).
     let private wrongKind name (value: ConfigValue) kind : 'T = failwithf "%s is %A, not %s" name value kind
 
-    let private declare name value doc read = { Spec = { Key = name; Default = value; Doc = doc; Choices = [] }; Read = read }
+    let private declare name value doc read = { Spec = { Key = name; Default = value; Doc = doc; Choices = []; Identity = true }; Read = read }
 
     /// <summary>A True/False key.</summary>
     let flag name (value: bool) doc : Key<bool> =
@@ -87,4 +91,7 @@ module Key =
                 | Some(_, meaning) -> meaning
                 | None -> wrongKind name (Text v) $"one of {names}"
             | other -> wrongKind name other "text"
-        { Spec = { Key = name; Default = Text value; Doc = doc; Choices = names }; Read = read }
+        { Spec = { Key = name; Default = Text value; Doc = doc; Choices = names; Identity = true }; Read = read }
+
+    /// <summary>The same key, outside a run's identity (see <see cref="P:Bake.Core.ConfigKey.Identity"/>).</summary>
+    let outsideIdentity (key: Key<'T>) : Key<'T> = { key with Spec = { key.Spec with Identity = false } }

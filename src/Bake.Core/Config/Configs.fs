@@ -184,8 +184,15 @@ module Configs =
                 else text.AppendLine($"  {spec.Key.Substring(section.Length + 1)}: {value}") |> ignore
         text.ToString()
 
-    /// <summary>SHA-256 of the resolved YAML, stored in checkpoints to detect a resume with another config.</summary>
+    /// <summary>A run's identity: SHA-256 of the values of every identity key (<see cref="P:Bake.Core.ConfigKey.Identity"/>),
+    /// stored in checkpoints and compared with config.yaml's, so a run directory holds one run; where the run is kept
+    /// (OUT_DIR, however spelt) and how (workers, log period, TensorBoard, checkpoint period) may change.</summary>
     [<CompiledName("Hash")>]
     let hash (config: Config) : string =
-        let resolved = { config with Sources = [] }
-        Convert.ToHexString(Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(toYaml resolved))).ToLowerInvariant()
+        let identity =
+            ConfigSchema.keys
+            |> List.filter (fun spec -> spec.Identity)
+            |> List.map (fun spec -> spec.Key + "=" + format config.Values[spec.Key])
+            |> List.sort
+            |> String.concat "\n"
+        Convert.ToHexString(Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes identity)).ToLowerInvariant()

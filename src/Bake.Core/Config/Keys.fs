@@ -94,8 +94,8 @@ module Keys =
         let BATCH_SIZE = add (Key.integer "TRAIN.BATCH_SIZE" 128 "total batch N = anchors × (INTRA_IMGS + 1)")
         let IM_SIZE = add (Key.integer "TRAIN.IM_SIZE" 0 "training crop size; 0 = what the dataset's transforms give (native up to 64 px, else 224)")
         let EVAL_PERIOD = add (Key.integer "TRAIN.EVAL_PERIOD" 1 "evaluate every this many epochs (and always after the last)")
-        let CHECKPOINT_PERIOD = add (Key.integer "TRAIN.CHECKPOINT_PERIOD" 1 "checkpoint every this many epochs")
-        let AUTO_RESUME = add (Key.flag "TRAIN.AUTO_RESUME" true "continue the run in OUT_DIR from its last checkpoint when there is one (pycls); False: reusing OUT_DIR needs an explicit resume")
+        let CHECKPOINT_PERIOD = add (Key.outsideIdentity (Key.integer "TRAIN.CHECKPOINT_PERIOD" 1 "checkpoint every this many epochs"))
+        let AUTO_RESUME = add (Key.outsideIdentity (Key.flag "TRAIN.AUTO_RESUME" true "continue the run in OUT_DIR from its last checkpoint when there is one (pycls); False: reusing OUT_DIR needs an explicit resume"))
         let WEIGHTS = add (Key.text "TRAIN.WEIGHTS" "" "initial weights (.safetensors, .pth, or a pycls checkpoint)")
         let INTRA_IMGS = add (Key.integer "TRAIN.INTRA_IMGS" 0 "M: same-class images per anchor (the per-class sampler when > 0)")
         let SYNC_BN = add (Key.flag "TRAIN.SYNC_BN" false "SyncBN (one process: ordinary BN over the whole batch is equivalent)")
@@ -123,8 +123,8 @@ module Keys =
 
     /// <summary>Data loading.</summary>
     module DATA_LOADER =
-        let NUM_WORKERS = add (Key.integer "DATA_LOADER.NUM_WORKERS" 2 "background decoding workers")
-        let PIN_MEMORY = add (Key.flag "DATA_LOADER.PIN_MEMORY" true "accepted for pycls compatibility (no effect on CPU)")
+        let NUM_WORKERS = add (Key.outsideIdentity (Key.integer "DATA_LOADER.NUM_WORKERS" 2 "background decoding workers"))
+        let PIN_MEMORY = add (Key.outsideIdentity (Key.flag "DATA_LOADER.PIN_MEMORY" true "accepted for pycls compatibility (no effect on CPU)"))
 
     /// <summary>Bake: the method's sampler and the equal-steps comparison (each method's own keys are declared with it).</summary>
     module METHOD =
@@ -144,15 +144,15 @@ module Keys =
     /// <summary>The run (pycls's top-level keys).</summary>
     let RNG_SEED = add (Key.integer "RNG_SEED" 1 "random seed")
     /// <summary>The run directory.</summary>
-    let OUT_DIR = add (Key.text "OUT_DIR" "runs/bake" "run directory")
+    let OUT_DIR = add (Key.outsideIdentity (Key.text "OUT_DIR" "runs/bake" "run directory"))
     /// <summary>pycls's GPU count.</summary>
     let NUM_GPUS = add (Key.integer "NUM_GPUS" 1 "pycls GPU count (Bake runs one process; the batch is the global batch)")
     /// <summary>Iterations between log lines.</summary>
-    let LOG_PERIOD = add (Key.integer "LOG_PERIOD" 10 "iterations between log lines")
+    let LOG_PERIOD = add (Key.outsideIdentity (Key.integer "LOG_PERIOD" 10 "iterations between log lines"))
 
     /// <summary>Logging.</summary>
     module LOGGING =
-        let TENSORBOARD = add (Key.flag "LOGGING.TENSORBOARD" true "write TensorBoard event files into OUT_DIR/tb")
+        let TENSORBOARD = add (Key.outsideIdentity (Key.flag "LOGGING.TENSORBOARD" true "write TensorBoard event files into OUT_DIR/tb"))
 
     /// <summary>The device.</summary>
     let DEVICE = add (Key.text "DEVICE" "cpu" "cpu | cuda | cuda:N")

@@ -40,6 +40,9 @@ type CheckpointState =
         Std: float[]
         /// <summary>Completed epochs' summaries.</summary>
         History: EpochSummary list
+        /// <summary>libtorch's intra-op threads when the checkpoint was written (results differ between thread
+        /// counts; 0 when a checkpoint of an older Bake did not record it).</summary>
+        Threads: int
     }
 
 /// <summary>Checkpoints in a run directory: <c>checkpoints/&lt;name&gt;/{model.safetensors, optimizer.bin, state.json}</c>
@@ -86,6 +89,7 @@ module Checkpoints =
         o["mean"] <- JsonArray(state.Mean |> Array.map (fun c -> JsonValue.Create c :> JsonNode))
         o["std"] <- JsonArray(state.Std |> Array.map (fun c -> JsonValue.Create c :> JsonNode))
         o["history"] <- JsonArray(state.History |> List.map (fun r -> RunFiles.epochJson r :> JsonNode) |> Array.ofList)
+        o["threads"] <- JsonValue.Create state.Threads
         o
 
     let private stateOf (path: string) (node: JsonNode) : CheckpointState =
@@ -106,16 +110,23 @@ module Checkpoints =
           ImageShape = arrayOf "image_shape" (fun n -> n.GetValue<int>())
           Mean = arrayOf "mean" (fun n -> n.GetValue<float>())
           Std = arrayOf "std" (fun n -> n.GetValue<float>())
-          History = node["history"].AsArray() |> Seq.map RunFiles.epochOfJson |> List.ofSeq }
+          History = node["history"].AsArray() |> Seq.map RunFiles.epochOfJson |> List.ofSeq
+          Threads = (match node["threads"] with null -> 0 | n -> n.GetValue<int>()) }
 
-    /// <summary>Writes a checkpoint folder named <paramref name="name"/> and points <c>&lt;pointer&gt;.json</c> at it;
-    /// deletes folders no pointer names any more.</summary>
+    /// <summary>Writes a checkpoint folder named <paramref name="name"/> (or, when a folder of that name exists, e.g. a
+    /// resumed run stopped again before its first step, <c>name_2</c>, <c>name_3</c>, …: an existing checkpoint is never
+    /// removed before its replacement is complete) and points <c>&lt;pointer&gt;.json</c> at it; then deletes the
+    /// folders no pointer names any more. So <c>last.json</c> and <c>best.json</c> always name a complete checkpoint.</summary>
     [<CompiledName("Save")>]
     let save (runDir: string, name: string, pointers: string list, model: Classifier, optimizer: torch.optim.Optimizer, carried: CarriedState, state: CheckpointState) : string =
         let root = folder runDir
         Directory.CreateDirectory root |> ignore
         let temp = Path.Combine(root, $".{name}.{Guid.NewGuid():N}.tmp")
-        let final = Path.Combine(root, name)
+        let final =
+            Seq.append [ name ] (Seq.initInfinite (fun k -> $"{name}_{k + 2}"))
+            |> Seq.map (fun n -> Path.Combine(root, n))
+            |> Seq.find (Directory.Exists >> not)
+        let written = Path.GetFileName final
         try
             Directory.CreateDirectory temp |> ignore
             Weights.saveSafetensors (model, Path.Combine(temp, "model.safetensors"))
@@ -125,7 +136,6 @@ module Checkpoints =
                 for pair in carried.Tensors do tensors[pair.Key] <- pair.Value
                 Files.writeAtomic (Path.Combine(temp, MethodStateFile)) (fun stream -> TorchSharp.PyBridge.Safetensors.SaveStateDict(stream, tensors, true))
             Files.writeAllTextAtomic (Path.Combine(temp, "state.json")) ((stateJson state).ToJsonString(Text.Json.JsonSerializerOptions(WriteIndented = true)))
-            if Directory.Exists final then Directory.Delete(final, true)
             Directory.Move(temp, final)
         with e ->
             // Whatever failed (the disk, or a writer throwing BakeException), no temporary folder is left behind.
@@ -134,7 +144,7 @@ module Checkpoints =
             | :? IOException | :? UnauthorizedAccessException -> raise (BakeException($"cannot write checkpoint {final}: {e.Message}", e))
             | _ -> reraise ()
         for pointer in pointers do
-            Files.writeAllTextAtomic (Path.Combine(root, pointer + ".json")) (JsonObject([ Collections.Generic.KeyValuePair<string, JsonNode>("folder", JsonValue.Create name) ]).ToJsonString())
+            Files.writeAllTextAtomic (Path.Combine(root, pointer + ".json")) (JsonObject([ Collections.Generic.KeyValuePair<string, JsonNode>("folder", JsonValue.Create written) ]).ToJsonString())
         // Keep only the folders that a pointer names.
         let named =
             Directory.GetFiles(root, "*.json")

@@ -31,10 +31,15 @@ type TrainingSetup =
       /// <summary>Identifies the configuration in checkpoints (a resume with another one is refused).</summary>
       ConfigHash: string
       /// <summary>The checkpoint this run continues, and its state; None for a fresh run.</summary>
-      Resumed: (string * CheckpointState) option }
+      Resumed: (string * CheckpointState) option
+      /// <summary>What the user should know before training starts (e.g. a resume with another thread count).</summary>
+      Warnings: string list
+      /// <summary>This process's hold on the run directory.</summary>
+      Lock: RunLock }
 
     interface IDisposable with
         member this.Dispose() =
+            (this.Lock :> IDisposable).Dispose()
             (this.Carried :> IDisposable).Dispose()
             this.Optimizer.Dispose()
             this.Model.Dispose()
@@ -88,6 +93,29 @@ module Setup =
         with
         | :? IOException | :? UnauthorizedAccessException as e ->
             raise (BakeException($"cannot write the run directory {runDir} (OUT_DIR): {e.Message}", e))
+
+    /// <summary>Removes what killed writers left behind (<c>.*.tmp</c> files and folders of atomic writes, write probes)
+    /// in the run directory and its checkpoints folder. Only the lock's holder may: no other writer is running.</summary>
+    let private removeLeftovers (runDir: string) =
+        for dir in [ runDir; Path.Combine(runDir, "checkpoints") ] do
+            if Directory.Exists dir then
+                for entry in Directory.EnumerateFileSystemEntries dir do
+                    let name = Path.GetFileName entry
+                    if name.StartsWith "." && (name.EndsWith ".tmp" || name.StartsWith ".bake-write-test-") then
+                        try
+                            if Directory.Exists entry then Directory.Delete(entry, true) else File.Delete entry
+                        with _ -> ()
+
+    /// <summary>A run directory's identity is fixed by its first write: a config.yaml of another identity (a run
+    /// killed before its first checkpoint, started with other settings) is refused like a checkpoint of one.</summary>
+    let private requireSameRun (runDir: string) (config: Config) =
+        let written = Path.Combine(runDir, RunDirectory.ConfigFile)
+        if File.Exists written then
+            let existing =
+                try Configs.load (written, [])
+                with :? UsageException as e -> raise (UsageException $"{runDir} (OUT_DIR) holds a config.yaml that is not a valid configuration ({e.Message}): choose another OUT_DIR")
+            if Configs.hash existing <> Configs.hash config then
+                raise (UsageException $"{runDir} (OUT_DIR) holds a run with another configuration (compare {written}): choose another OUT_DIR to start a new run")
 
     /// <summary>The checkpoint to continue, by pycls's TRAIN.AUTO_RESUME rule (default True): a run directory that
     /// holds a checkpoint is continued, so running the same command again finishes an interrupted run (or just
@@ -147,11 +175,24 @@ module Setup =
     /// <exception cref="T:Bake.Core.BakeException">The run directory cannot be written, or the data cannot be read.</exception>
     [<CompiledName("Create")>]
     let create (config: Config, settings: TrainingSettings, resume: bool) : TrainingSetup =
+        if String.IsNullOrWhiteSpace settings.OutDir then raise (UsageException "OUT_DIR is empty: name the run directory")
         let runDir = Path.GetFullPath settings.OutDir
         probeWritable runDir
-        let existing = checkpointToContinue runDir settings resume
-        let dataset, testDataset = loadData settings
-        let mutable owned : IDisposable list = [ (if obj.ReferenceEquals(testDataset, dataset) then null else testDataset :> IDisposable); dataset ]
+        let lock = RunLock.Acquire runDir
+        let mutable owned : IDisposable list = [ lock ]
+        try
+            removeLeftovers runDir
+            requireSameRun runDir config
+        with _ ->
+            (lock :> IDisposable).Dispose()
+            reraise ()
+        let existing =
+            try checkpointToContinue runDir settings resume
+            with _ -> (lock :> IDisposable).Dispose(); reraise ()
+        let dataset, testDataset =
+            try loadData settings
+            with _ -> (lock :> IDisposable).Dispose(); reraise ()
+        owned <- [ (if obj.ReferenceEquals(testDataset, dataset) then null else testDataset :> IDisposable); dataset; lock ]
         let own (d: IDisposable) = owned <- d :: owned
         try
             let train = trainingImages settings dataset
@@ -185,10 +226,17 @@ module Setup =
                         if pair.Value.device <> device then carried.Set(pair.Key, pair.Value.``to`` device)
                     None
             RunDirectory.writeConfig (runDir, config)
+            let threads = torch.get_num_threads ()
+            let warnings =
+                match resumed with
+                | Some(checkpoint, state) when state.Threads > 0 && state.Threads <> threads && state.Epoch < settings.Epochs ->
+                    [ $"resuming {checkpoint}, written with {state.Threads} intra-op threads, with {threads}: the run continues, but its results will not be bit-identical to an uninterrupted run (libtorch's reductions depend on the thread count)" ]
+                | _ -> []
             { RunDir = runDir; Config = config; Settings = settings; Device = device
               Dataset = dataset; TestDataset = testDataset; Train = train; Classes = classes
               TrainTransform = trainTransform; TestTransform = testTransform; ImageSize = size
-              Model = model; Optimizer = optimizer; Carried = carried; ConfigHash = configHash; Resumed = resumed }
+              Model = model; Optimizer = optimizer; Carried = carried; ConfigHash = configHash; Resumed = resumed
+              Warnings = warnings; Lock = lock }
         with _ ->
             for d in owned do
                 if not (isNull d) then d.Dispose()

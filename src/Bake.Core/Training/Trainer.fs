@@ -66,7 +66,9 @@ module Trainer =
     let run (config: Config, settings: TrainingSettings, resume: bool, report: Action<TrainingEvent>, cancellation: CancellationToken) : TrainingOutcome =
         use setup = Setup.create (config, settings, resume)
         let runDir = setup.RunDir
-        use tensorBoard = new TensorBoardLog(runDir, settings.LogPeriod, settings.TensorBoard)
+        let finished = setup.Resumed |> Option.exists (fun (_, state) -> state.Epoch >= settings.Epochs)
+        // A finished run is only reported: it writes nothing, not even an empty TensorBoard event file.
+        use tensorBoard = new TensorBoardLog(runDir, settings.LogPeriod, settings.TensorBoard && not finished)
         let emit event =
             tensorBoard.Record event
             if not (isNull report) then report.Invoke event
@@ -78,17 +80,28 @@ module Trainer =
             let state =
                 { Epoch = epoch; Progress = progress; ConfigHash = setup.ConfigHash; Model = settings.Model; Classes = setup.Dataset.Classes
                   ImageShape = [| setup.Dataset.ImageShape[0]; setup.ImageSize; setup.ImageSize |]; Mean = setup.Dataset.Mean
-                  Std = setup.Dataset.Std; History = history }
+                  Std = setup.Dataset.Std; History = history; Threads = TorchSharp.torch.get_num_threads () }
             let path = Checkpoints.save (runDir, name, pointers, setup.Model, setup.Optimizer, setup.Carried, state)
             lastCheckpoint <- Some path
             emit (CheckpointWritten path)
         let mutable epoch = start |> Option.map (fun s -> s.Epoch) |> Option.defaultValue 0
         let mutable progress = start |> Option.map (fun s -> s.Progress) |> Option.defaultValue EpochProgress.Empty
+        let epochs = if epoch >= settings.Epochs then $"finished ({settings.Epochs} epochs)" else $"epochs {epoch + 1}–{settings.Epochs}"
         let description =
             $"{settings.Method.Name} ({settings.Method.Options}) · {settings.Model} ({Classifier.parameterCount setup.Model:N0} parameters) · {setup.Dataset.Name}: "
-            + $"{setup.Train.Count} train / {setup.TestDataset.Test.Count} test images, {setup.Classes} classes · epochs {epoch + 1}–{settings.Epochs} · out {runDir}"
+            + $"{setup.Train.Count} train / {setup.TestDataset.Test.Count} test images, {setup.Classes} classes · {epochs} · out {runDir}"
         emit (Started(description, setup.Dataset.Classes))
+        for warning in setup.Warnings do emit (Warning warning)
         warnSingletons setup emit
+        // Each (re)start is marked in the log, so lines of an attempt that was killed after its last checkpoint are
+        // told apart from the lines that replace them.
+        if epoch < settings.Epochs then
+            let record = JsonObject()
+            record["phase"] <- JsonValue.Create "start"
+            record["epoch"] <- JsonValue.Create(epoch + 1)
+            record["iteration"] <- JsonValue.Create progress.Iterations
+            record["threads"] <- JsonValue.Create(TorchSharp.torch.get_num_threads ())
+            log record
         let mutable cancelled = false
         while epoch < settings.Epochs && not cancelled do
             let clock = Diagnostics.Stopwatch.StartNew()
