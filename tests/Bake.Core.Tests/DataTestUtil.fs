@@ -85,3 +85,31 @@ let cifarJpegFolder () : string option =
     | None ->
         printfn "skipped: ../shared/datasets/cifar10-jpeg.tar.gz is absent, so the tests on real CIFAR-10 JPEGs do not run"
         None
+
+/// The 32×32 TinyImageNet archive in ../shared (development and CI only), if present.
+let tinyImageNet32Archive =
+    let path = Path.GetFullPath(Path.Combine(TestUtil.repoRoot, "..", "shared", "datasets", "tinyimagenet32.tar.gz"))
+    if File.Exists path then Some path else None
+
+let private extractedTiny = lazy (
+    match tinyImageNet32Archive with
+    | None -> None
+    | Some archive ->
+        // wnids.txt, words.txt, the whole val/ split and 2 training images per class, extracted once per test run.
+        let target = Path.Combine(Path.GetTempPath(), $"bake-tests-tinyimagenet32-{Environment.ProcessId}")
+        Directory.CreateDirectory target |> ignore
+        let members = "wnids.txt words.txt \"val/*\" \"train/*/images/*_0.JPEG\" \"train/*/images/*_1.JPEG\""
+        let tar = Diagnostics.ProcessStartInfo("tar", $"-xzf \"{archive}\" -C \"{target}\" --wildcards {members}")
+        use p = Diagnostics.Process.Start tar
+        p.WaitForExit()
+        if p.ExitCode <> 0 then failwithf "tar exited with %d extracting %s" p.ExitCode archive
+        AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> try Directory.Delete(target, true) with _ -> ())
+        Some target)
+
+/// The extracted TinyImageNet-32 subset, or None with the reason printed.
+let tinyImageNet32Folder () : string option =
+    match extractedTiny.Force() with
+    | Some root -> Some root
+    | None ->
+        printfn "skipped: ../shared/datasets/tinyimagenet32.tar.gz is absent, so the tests on the real TinyImageNet-32 do not run"
+        None

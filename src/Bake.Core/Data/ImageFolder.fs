@@ -237,11 +237,20 @@ module ImageFolder =
           Mean = mean
           Std = std }
 
+    /// <summary>Class names from the root's <c>words.txt</c> or <c>LOC_synset_mapping.txt</c> when it has one (see
+    /// <see cref="T:Bake.Core.Data.SynsetNames"/>), and the dataset's Source saying so.</summary>
+    let private named (layout: string) (root: string) (classes: string[]) =
+        match SynsetNames.forClasses root classes with
+        | names, Some note -> names, $"{layout}: {root}, {note}"
+        | names, None -> names, $"{layout}: {root}"
+
     /// <summary>The test split folder of an ImageFolder root: <c>test/</c>, else <c>val/</c>.</summary>
     let testFolder (root: string) : string option =
         [ "test"; "val" ] |> List.map (fun name -> Path.Combine(root, name)) |> List.tryFind Directory.Exists
 
-    /// <summary>Loads <c>root/train/&lt;class&gt;/*</c> and <c>root/test/&lt;class&gt;/*</c> (or <c>val/</c>).</summary>
+    /// <summary>Loads <c>root/train/&lt;class&gt;/*</c> and <c>root/test/&lt;class&gt;/*</c> (or <c>val/</c>). Classes are
+    /// the folder names, sorted; with a <c>words.txt</c> or <c>LOC_synset_mapping.txt</c> in the root (an ImageNet-style
+    /// folder of wnids) they are named by the first synonym of each wnid.</summary>
     /// <exception cref="T:Bake.Core.BakeException">A missing split, an empty class folder, a test class that is not a
     /// training class, or an undecodable image (unless skipped); the message names the folder or file.</exception>
     [<CompiledName("Load")>]
@@ -266,11 +275,13 @@ module ImageFolder =
         let train = entries trainFolder
         let test = entries testRoot
         if test.Length = 0 then DataFile.fail testRoot "no class folders"
-        dataset (DirectoryInfo(root).Name) $"imagefolder: {root}" classes options train test
+        let names, source = named "imagefolder" root classes
+        dataset (DirectoryInfo(root).Name) source names options train test
 
     /// <summary>Loads TinyImageNet's layout: <c>train/&lt;wnid&gt;/images/*.JPEG</c>, validation images in
     /// <c>val/images/</c> labelled by <c>val/val_annotations.txt</c> (file, wnid, box), used as the test split.
-    /// Classes are the wnids (from <c>wnids.txt</c> when present), sorted.</summary>
+    /// Classes are the wnids (from <c>wnids.txt</c> when present), sorted, named by the first synonym of each in
+    /// <c>words.txt</c> when present (<c>n01443537</c> → <c>goldfish</c>).</summary>
     [<CompiledName("LoadTinyImageNet")>]
     let loadTinyImageNet (root: string) (options: ImageFolderOptions) : Dataset =
         let trainFolder = Path.Combine(root, "train")
@@ -303,4 +314,5 @@ module ImageFolder =
                     if not (File.Exists file) then DataFile.fail annotations $"line {line + 1}: image {file} does not exist"
                     file, label
                 | _ -> DataFile.fail annotations $"line {line + 1}: class '{fields[1]}' is not one of the {wnids.Length} training classes")
-        dataset (DirectoryInfo(root).Name) $"tinyimagenet: {root}" wnids options train test
+        let names, source = named "tinyimagenet" root wnids
+        dataset (DirectoryInfo(root).Name) source names options train test
