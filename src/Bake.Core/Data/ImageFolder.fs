@@ -80,6 +80,28 @@ module ImageFolder =
             planar[2 * plane + p] <- rgba[4 * p + 2]
         planar, h, w
 
+    /// <summary>Encodes channel-planar bytes (C×H×W, C = 1 gray or 3 RGB) with SkiaSharp: PNG, or JPEG at
+    /// <paramref name="quality"/> (libjpeg's standard quantisation tables scaled to that quality, 4:2:0 chroma
+    /// subsampling, as Pillow's default <c>save</c>). Returns the file's bytes, or null when SkiaSharp cannot encode.</summary>
+    [<CompiledName("Encode")>]
+    let encode (format: SKEncodedImageFormat) (quality: int) (planar: byte[]) (channels: int) (h: int) (w: int) : byte[] =
+        // Interleaved rows in the bitmap's layout: Gray8 for one channel, RGBA (opaque) for three.
+        let colorType = if channels = 1 then SKColorType.Gray8 else SKColorType.Rgba8888
+        use bitmap = new SKBitmap(SKImageInfo(w, h, colorType, SKAlphaType.Opaque))
+        let pixelBytes = if channels = 1 then 1 else 4
+        let row = Array.zeroCreate<byte> bitmap.RowBytes
+        for y in 0 .. h - 1 do
+            for x in 0 .. w - 1 do
+                let p = y * w + x
+                if channels = 1 then row[x] <- planar[p]
+                else
+                    for c in 0 .. 2 do
+                        row[pixelBytes * x + c] <- planar[c * h * w + p]
+                    row[pixelBytes * x + 3] <- 255uy
+            Runtime.InteropServices.Marshal.Copy(row, 0, bitmap.GetPixels() + nativeint (y * bitmap.RowBytes), row.Length)
+        use encoded = bitmap.Encode(format, quality)
+        if isNull encoded then null else encoded.ToArray()
+
     /// <summary>Writes an image as a PNG file (lossless, so <see cref="M:Bake.Core.Data.ImageFolder.Decode(System.String)"/>
     /// reads the same pixels back), atomically.</summary>
     /// <param name="path">The file to write.</param>
@@ -92,24 +114,9 @@ module ImageFolder =
         if image.dtype <> torch.uint8 || image.dim () <> 3L || (image.shape[0] <> 1L && image.shape[0] <> 3L) then
             invalidArg "image" $"expected a uint8 C×H×W image with 1 or 3 channels, got {image.dtype} {Tensors.describe image}"
         let channels, h, w = int image.shape[0], int image.shape[1], int image.shape[2]
-        // Interleaved rows in the bitmap's layout: Gray8 for one channel, RGBA (opaque) for three.
-        let colorType = if channels = 1 then SKColorType.Gray8 else SKColorType.Rgba8888
-        use bitmap = new SKBitmap(SKImageInfo(w, h, colorType, SKAlphaType.Opaque))
-        let planar = image.contiguous().data<byte>().ToArray()
-        let pixelBytes = if channels = 1 then 1 else 4
-        let row = Array.zeroCreate<byte> bitmap.RowBytes
-        for y in 0 .. h - 1 do
-            for x in 0 .. w - 1 do
-                let p = y * w + x
-                if channels = 1 then row[x] <- planar[p]
-                else
-                    for c in 0 .. 2 do
-                        row[pixelBytes * x + c] <- planar[c * h * w + p]
-                    row[pixelBytes * x + 3] <- 255uy
-            Runtime.InteropServices.Marshal.Copy(row, 0, bitmap.GetPixels() + nativeint (y * bitmap.RowBytes), row.Length)
-        use encoded = bitmap.Encode(SKEncodedImageFormat.Png, 100)
+        let encoded = encode SKEncodedImageFormat.Png 100 (image.contiguous().data<byte>().ToArray()) channels h w
         if isNull encoded then raise (BakeException $"{path}: SkiaSharp could not encode a {w}×{h} PNG")
-        Files.writeAtomic path (fun stream -> encoded.SaveTo stream)
+        Files.writeAtomic path (fun stream -> stream.Write(encoded, 0, encoded.Length))
 
     /// <summary>Decodes and brings the image to <paramref name="shape"/>: resized (shorter side) and center-cropped
     /// when an image size is set, otherwise checked to have that shape.</summary>
