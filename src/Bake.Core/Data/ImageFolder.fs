@@ -82,7 +82,14 @@ module ImageFolder =
 
     /// <summary>Encodes channel-planar bytes (C×H×W, C = 1 gray or 3 RGB) with SkiaSharp: PNG, or JPEG at
     /// <paramref name="quality"/> (libjpeg's standard quantisation tables scaled to that quality, 4:2:0 chroma
-    /// subsampling, as Pillow's default <c>save</c>). Returns the file's bytes, or null when SkiaSharp cannot encode.</summary>
+    /// subsampling, as Pillow's default <c>save</c>; SkiaSharp optimises the Huffman tables).</summary>
+    /// <param name="format">PNG or JPEG.</param>
+    /// <param name="quality">The JPEG quality 1–100 (ignored for PNG).</param>
+    /// <param name="planar">C·H·W bytes, channel-planar; not modified.</param>
+    /// <param name="channels">C, 1 or 3.</param>
+    /// <param name="h">H.</param>
+    /// <param name="w">W.</param>
+    /// <returns>The encoded file's bytes (a fresh array), or null when SkiaSharp cannot encode.</returns>
     [<CompiledName("Encode")>]
     let encode (format: SKEncodedImageFormat) (quality: int) (planar: byte[]) (channels: int) (h: int) (w: int) : byte[] =
         // Interleaved rows in the bitmap's layout: Gray8 for one channel, RGBA (opaque) for three.
