@@ -74,8 +74,9 @@ module Downsample =
         encoded
 
     /// <summary>Writes the downsampled copy of <paramref name="source"/> into <paramref name="target"/>, atomically:
-    /// everything goes to a temporary folder next to the target, renamed to it once complete (a failure or a kill
-    /// leaves no target; the temporary folder is removed on failure).</summary>
+    /// everything goes to a temporary folder next to the target (<c>.NAME.GUID.partial</c>), renamed to it once
+    /// complete. A failure or a kill leaves no target; a failure also removes the temporary folder, a kill leaves it
+    /// to be deleted by hand.</summary>
     /// <param name="source">The official TinyImageNet-200 folder (the one holding <c>train/</c>, <c>val/</c>).</param>
     /// <param name="target">The folder to create; it must not exist.</param>
     /// <param name="options">Size, filter and JPEG quality.</param>
