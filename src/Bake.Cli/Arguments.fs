@@ -30,7 +30,7 @@ type BakeArgs =
                 + "bake train --config configs/fashion-mnist/BAKE-cnn.yaml --set TRAIN.OMEGA=0.3 --out runs/omega03; bake train --out runs/x --resume"
             | Eval _ -> "evaluate a checkpoint: top-1/top-5, NLL, ECE, per class. Example: bake eval --checkpoint runs/bake-default"
             | Version _ -> "print the versions of Bake, TorchSharp and libtorch, and check that libtorch loads."
-            | Data _ -> "datasets: `bake data info <name|path>` shows what one holds, `bake data fetch <name>` downloads one."
+            | Data _ -> "datasets: `bake data info <name|path>` shows what one holds, `bake data fetch <name>` downloads one, `bake data downsample --from tiny-imagenet-200 --to tinyimagenet32` makes the 32×32 TinyImageNet."
             | Targets _ -> "BAKE soft targets for features and logits from CSV or .npy files (any framework)."
             | Plot _ -> "PNG figures (loss, learning rate, top-1 accuracy) of run directories, and a comparison of runs."
             | Predict _ -> "classify image files with a checkpoint: the top-k classes and their probabilities."

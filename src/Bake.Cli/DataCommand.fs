@@ -1,4 +1,5 @@
-/// `bake data info` and `bake data fetch`: what a dataset holds, and downloading the full public datasets.
+/// `bake data info`, `fetch`, `bench` and `downsample`: what a dataset holds, downloading the full public datasets,
+/// the loader's speed, and the 32×32 TinyImageNet made from the official folder.
 module Bake.Cli.DataCommand
 
 open System
@@ -67,16 +68,36 @@ type BenchArgs =
             | On_Demand -> "image folders: decode every image when its batch is loaded instead of once into memory."
             | Image_Size _ -> "image folders: resize the shorter side and center-crop a square."
 
+[<CliPrefix(CliPrefix.DoubleDash)>]
+type DownsampleArgs =
+    | [<Mandatory>] From of folder: string
+    | [<Mandatory>] To of folder: string
+    | Size of pixels: int
+    | Filter of name: string
+    | Quality of percent: int
+    interface IArgParserTemplate with
+        member this.Usage =
+            match this with
+            | From _ ->
+                "the official TinyImageNet-200 folder (train/<wnid>/images, val/images + val_annotations.txt, wnids.txt, words.txt). "
+                + "Example: `bake data downsample --from tiny-imagenet-200 --to tinyimagenet32`"
+            | To _ -> "the folder to create (must not exist; written to a temporary folder next to it, then renamed)."
+            | Size _ -> "the side of the output images (default 32: every image becomes 32×32)."
+            | Filter _ -> "the resampling filter, Pillow-exact and antialiased: box, bilinear (default; torchvision's Resize default), bicubic or lanczos."
+            | Quality _ -> "the JPEG quality 1–100 (default 75, Pillow's default; 4:2:0 chroma subsampling)."
+
 [<RequireSubcommand>]
 type DataArgs =
     | [<CliPrefix(CliPrefix.None); SubCommand>] Info of ParseResults<InfoArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Fetch of ParseResults<FetchArgs>
     | [<CliPrefix(CliPrefix.None); SubCommand>] Bench of ParseResults<BenchArgs>
+    | [<CliPrefix(CliPrefix.None); SubCommand>] Downsample of ParseResults<DownsampleArgs>
     interface IArgParserTemplate with
         member this.Usage =
             match this with
             | Info _ -> "print what a dataset holds: classes, counts per class and split, image shape, mean and std."
             | Fetch _ -> "download a full public dataset into the cache, verify its hashes, extract it (resumable)."
+            | Downsample _ -> "make the 32×32 TinyImageNet (or another size) from the official TinyImageNet-200 folder, in the same layout."
             | Bench _ -> "measure the loader (decoding + augmentation, images/s) next to a model's training step (default: the small CNN)."
 
 let private positive (name: string) (value: int) =
@@ -182,9 +203,23 @@ let bench (args: ParseResults<BenchArgs>) (out: TextWriter) : int =
         out.WriteLine $"loader ({w} worker(s)) + training step: {rate images watch,8:F0} images/s, {waitShare:F0}%% of the time waiting for data"
     0
 
+/// `bake data downsample`: a smaller copy of a TinyImageNet-200 folder, in the same layout.
+let downsample (args: ParseResults<DownsampleArgs>) (out: TextWriter) : int =
+    let options =
+        { Size = args.GetResult(DownsampleArgs.Size, DownsampleOptions.Default.Size)
+          Filter = args.TryGetResult DownsampleArgs.Filter |> Option.map ResampleFilter.Parse |> Option.defaultValue DownsampleOptions.Default.Filter
+          Quality = args.GetResult(DownsampleArgs.Quality, DownsampleOptions.Default.Quality) }
+    let watch = Diagnostics.Stopwatch.StartNew()
+    let summary =
+        Downsample.run (args.GetResult DownsampleArgs.From, args.GetResult DownsampleArgs.To, options, (fun line -> out.WriteLine line))
+    out.WriteLine $"done in {watch.Elapsed.TotalSeconds:F0} s: {summary.Images} images resized, {summary.Copied} other files copied into {summary.Target}"
+    out.WriteLine $"`bake data info {summary.Target}` shows its classes and mean/std (docs/tinyimagenet32.md gives the expected ones)"
+    0
+
 /// Runs a `bake data` sub-verb. Usage mistakes raise UsageException (exit 2), failures BakeException (exit 1).
 let run (args: ParseResults<DataArgs>) : int =
     match args.GetSubCommand() with
     | Info infoArgs -> info infoArgs Console.Out
     | Fetch fetchArgs -> fetch fetchArgs Console.Out
     | Bench benchArgs -> bench benchArgs Console.Out
+    | Downsample downsampleArgs -> downsample downsampleArgs Console.Out

@@ -22,6 +22,7 @@ let runData (argv: string[]) : string =
         | Info a -> info a out
         | Fetch a -> fetch a out
         | Bench a -> bench a out
+        | Downsample a -> downsample a out
     Expect.equal code 0 "exit code 0"
     out.ToString()
 

@@ -55,33 +55,42 @@ let loadBytes (split: ISplit) (indices: int[]) : byte[] =
     use images = split.Load indices
     bytesOf images
 
-/// The CIFAR-10 JPEG archive in ../shared (development and CI only), if present.
-let cifarJpegArchive =
-    let path = Path.GetFullPath(Path.Combine(TestUtil.repoRoot, "..", "shared", "datasets", "cifar10-jpeg.tar.gz"))
-    if File.Exists path then Some path else None
+/// Part of an archive in ../shared/datasets (development and CI only), extracted on first use into a temporary
+/// folder deleted when the test process exits: the folder that holds its train/ (at the archive's top level or under
+/// one folder), or None when the archive is absent.
+let private sharedSubset (archive: string) (members: string) : Lazy<string option> =
+    lazy (
+        let path = Path.GetFullPath(Path.Combine(TestUtil.repoRoot, "..", "shared", "datasets", archive))
+        if not (File.Exists path) then None
+        else
+            let stem = archive.Replace(".tar.gz", "")
+            let target = Path.Combine(Path.GetTempPath(), $"bake-tests-{stem}-{Environment.ProcessId}")
+            Directory.CreateDirectory target |> ignore
+            let tar = Diagnostics.ProcessStartInfo("tar", $"-xzf \"{path}\" -C \"{target}\" --wildcards {members}")
+            use p = Diagnostics.Process.Start tar
+            p.WaitForExit()
+            if p.ExitCode <> 0 then failwithf "tar exited with %d extracting %s" p.ExitCode path
+            AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> try Directory.Delete(target, true) with _ -> ())
+            if Directory.Exists(Path.Combine(target, "train")) then Some target
+            else Directory.GetDirectories target |> Array.tryFind (fun d -> Directory.Exists(Path.Combine(d, "train"))))
 
-let private extracted = lazy (
-    match cifarJpegArchive with
-    | None -> None
-    | Some archive ->
-        // A subset (images 0000–0019 of every class, both splits), extracted once per test run.
-        let target = Path.Combine(Path.GetTempPath(), $"bake-tests-cifar10-jpeg-{Environment.ProcessId}")
-        Directory.CreateDirectory target |> ignore
-        let tar = Diagnostics.ProcessStartInfo("tar", $"-xzf \"{archive}\" -C \"{target}\" --wildcards \"*/00[01][0-9].jpg\"")
-        use p = Diagnostics.Process.Start tar
-        p.WaitForExit()
-        if p.ExitCode <> 0 then failwithf "tar exited with %d extracting %s" p.ExitCode archive
-        AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> try Directory.Delete(target, true) with _ -> ())
-        // The archive holds train/ and test/ at its top level or under one folder.
-        let root =
-            if Directory.Exists(Path.Combine(target, "train")) then target
-            else Directory.GetDirectories target |> Array.find (fun d -> Directory.Exists(Path.Combine(d, "train")))
-        Some root)
-
-/// The extracted CIFAR-10 JPEG subset, or None with the reason printed once.
-let cifarJpegFolder () : string option =
-    match extracted.Force() with
+/// The extracted subset, or None with the reason printed.
+let private orSkip (archive: string) (what: string) (subset: Lazy<string option>) : string option =
+    match subset.Force() with
     | Some root -> Some root
     | None ->
-        printfn "skipped: ../shared/datasets/cifar10-jpeg.tar.gz is absent, so the tests on real CIFAR-10 JPEGs do not run"
+        printfn "skipped: ../shared/datasets/%s is absent, so the tests on %s do not run" archive what
         None
+
+/// Images 0000–0019 of every class, both splits.
+let private cifarJpeg = sharedSubset "cifar10-jpeg.tar.gz" "\"*/00[01][0-9].jpg\""
+
+/// The extracted CIFAR-10 JPEG subset (../shared/datasets/cifar10-jpeg.tar.gz), or None with the reason printed.
+let cifarJpegFolder () : string option = orSkip "cifar10-jpeg.tar.gz" "real CIFAR-10 JPEGs" cifarJpeg
+
+/// wnids.txt, words.txt, the whole val/ split and 2 training images per class.
+let private tinyImageNet32 =
+    sharedSubset "tinyimagenet32.tar.gz" "wnids.txt words.txt \"val/*\" \"train/*/images/*_0.JPEG\" \"train/*/images/*_1.JPEG\""
+
+/// The extracted TinyImageNet-32 subset (../shared/datasets/tinyimagenet32.tar.gz), or None with the reason printed.
+let tinyImageNet32Folder () : string option = orSkip "tinyimagenet32.tar.gz" "the real TinyImageNet-32" tinyImageNet32

@@ -28,11 +28,11 @@ let preview (items: string seq) = items |> Seq.truncate 8 |> String.concat "; "
 /// Image side used for shape tests: CIFAR models on 32×32, the others on 64×64 (batch 1 for the big ones).
 let inputFor (name: string) =
     match name with
-    | "preact-resnet18" | "cifar-densenet121" -> 2L, 32L
+    | "preact-resnet18" | "cifar-densenet121" | "resnet20" | "resnet32" | "resnet56" | "resnet110" | "resnet8x4" | "resnet32x4" -> 2L, 32L
     | "cnn" | "cnn-tiny" -> 2L, 28L
     | _ -> 1L, 64L
 
-let referenceNames = [ "resnet18"; "resnet34"; "resnet50"; "resnet101"; "resnet152"; "resnext50-32x4d"; "resnext101-32x4d"; "densenet121"; "mobilenetv2"; "efficientnet-b0"; "preact-resnet18"; "cifar-densenet121" ]
+let referenceNames = [ "resnet18"; "resnet34"; "resnet50"; "resnet101"; "resnet152"; "resnext50-32x4d"; "resnext101-32x4d"; "densenet121"; "mobilenetv2"; "efficientnet-b0"; "preact-resnet18"; "cifar-densenet121"; "resnet20"; "resnet32"; "resnet56"; "resnet110"; "resnet8x4"; "resnet32x4" ]
 
 /// A training-mode forward pass leaves only its output alive (every intermediate is freed as soon as it is used,
 /// so peak memory stays low), does not modify its input, and the backward pass reaches every parameter.
@@ -121,6 +121,31 @@ let tests =
                 Expect.stringStarts text "resnet18: 11,689,512 parameters, 512-d features, 1000 classes" "header"
                 Expect.stringContains text "layer4" "children"
                 Expect.stringContains text "513,000" "fc: 512·1000 + 1000")
+        }
+
+        test "CIFAR ResNets (CRD's): depth 6n+2, the published parameter counts, 1×1 conv + BN projections only where the shape changes" {
+            scoped (fun () ->
+                // resnet20 at 10 classes: He et al.'s 269,722 (option A, "0.27M") + two projections, 16·32 + 2·32 and
+                // 32·64 + 2·64; CRD's resnet8x4 1.23M and resnet32x4 7.43M at 100 classes.
+                for name, classes, expected in [ "resnet20", 10, 269_722L + 576L + 2_176L; "resnet8x4", 100, 1_233_540L; "resnet32x4", 100, 7_433_860L ] do
+                    use model = Models.create (name, classes, 3, 32)
+                    Expect.equal (Classifier.parameterCount model) expected $"{name}: parameters at {classes} classes"
+                let projections (model: torch.nn.Module) =
+                    [ for struct (key, _) in model.named_modules () do if key.EndsWith ".downsample" then key ] |> List.sort
+                use r20 = Models.create ("resnet20", 10, 3, 32)
+                Expect.equal (projections r20) [ "layer2.0.downsample"; "layer3.0.downsample" ] "resnet20: 16→32 and 32→64 project"
+                Expect.equal r20.FeatureSize 64L "resnet20: 64-d features"
+                use r8 = Models.create ("resnet8x4", 10, 3, 32)
+                Expect.equal (projections r8) [ "layer1.0.downsample"; "layer2.0.downsample"; "layer3.0.downsample" ] "resnet8x4: the 32-wide stem projects into 64 too"
+                Expect.equal r8.FeatureSize 256L "resnet8x4: 256-d features"
+                for name, blocks in [ "resnet32", 5; "resnet56", 9; "resnet110", 18 ] do
+                    use model = Models.create (name, 10, 3, 32)
+                    let convs = model.named_parameters () |> Seq.filter (fun struct (key, p) -> p.dim () = 4L && not (key.Contains "downsample")) |> Seq.length
+                    Expect.equal convs (6 * blocks + 1) $"{name}: 6n + 1 conv layers (+ fc = depth {6 * blocks + 2})"
+                // Any image size and channel count: global pooling (CRD's AvgPool2d(8) needs 32×32).
+                use gray = Models.create ("resnet20", 5, 1, 28)
+                use logits = gray.forward (torch.randn (2L, 1L, 28L, 28L))
+                Expect.sequenceEqual logits.shape [| 2L; 5L |] "1×28×28 input")
         }
 
         test "the CIFAR PreAct block takes its identity shortcut from relu(bn1(x)) (official quirk)" {

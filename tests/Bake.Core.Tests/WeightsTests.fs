@@ -155,8 +155,9 @@ let tests =
 
         withPyTorch "PyTorch → Bake: DenseNet-121, MobileNetV2, EfficientNet-B0 and the CIFAR models give PyTorch's logits (1e-4 relative)" (fun directory ->
             let inputs = tensorsIn directory "inputs.pth"
-            for name in [ "densenet121"; "mobilenetv2"; "efficientnet-b0"; "preact-resnet18"; "cifar-densenet121" ] do
-                let images = if name.StartsWith "preact" || name.StartsWith "cifar" then inputs["cifar_images"] else inputs["images"]
+            let cifar = set [ "preact-resnet18"; "cifar-densenet121"; "resnet20"; "resnet8x4" ]
+            for name in [ "densenet121"; "mobilenetv2"; "efficientnet-b0"; "preact-resnet18"; "cifar-densenet121"; "resnet20"; "resnet8x4" ] do
+                let images = if cifar.Contains name then inputs["cifar_images"] else inputs["images"]
                 use model = Models.create (name, 10, 3, int images.shape[2])
                 Weights.load (model, Path.Combine(directory, $"{name}.pth"))
                 let expected = tensorsIn directory $"{name}_outputs.pth"

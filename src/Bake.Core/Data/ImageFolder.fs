@@ -80,6 +80,35 @@ module ImageFolder =
             planar[2 * plane + p] <- rgba[4 * p + 2]
         planar, h, w
 
+    /// <summary>Encodes channel-planar bytes (C×H×W, C = 1 gray or 3 RGB) with SkiaSharp: PNG, or JPEG at
+    /// <paramref name="quality"/> (libjpeg's standard quantisation tables scaled to that quality, 4:2:0 chroma
+    /// subsampling, as Pillow's default <c>save</c>; SkiaSharp optimises the Huffman tables).</summary>
+    /// <param name="format">PNG or JPEG.</param>
+    /// <param name="quality">The JPEG quality 1–100 (ignored for PNG).</param>
+    /// <param name="planar">C·H·W bytes, channel-planar; not modified.</param>
+    /// <param name="channels">C, 1 or 3.</param>
+    /// <param name="h">H.</param>
+    /// <param name="w">W.</param>
+    /// <returns>The encoded file's bytes (a fresh array), or null when SkiaSharp cannot encode.</returns>
+    [<CompiledName("Encode")>]
+    let encode (format: SKEncodedImageFormat) (quality: int) (planar: byte[]) (channels: int) (h: int) (w: int) : byte[] =
+        // Interleaved rows in the bitmap's layout: Gray8 for one channel, RGBA (opaque) for three.
+        let colorType = if channels = 1 then SKColorType.Gray8 else SKColorType.Rgba8888
+        use bitmap = new SKBitmap(SKImageInfo(w, h, colorType, SKAlphaType.Opaque))
+        let pixelBytes = if channels = 1 then 1 else 4
+        let row = Array.zeroCreate<byte> bitmap.RowBytes
+        for y in 0 .. h - 1 do
+            for x in 0 .. w - 1 do
+                let p = y * w + x
+                if channels = 1 then row[x] <- planar[p]
+                else
+                    for c in 0 .. 2 do
+                        row[pixelBytes * x + c] <- planar[c * h * w + p]
+                    row[pixelBytes * x + 3] <- 255uy
+            Runtime.InteropServices.Marshal.Copy(row, 0, bitmap.GetPixels() + nativeint (y * bitmap.RowBytes), row.Length)
+        use encoded = bitmap.Encode(format, quality)
+        if isNull encoded then null else encoded.ToArray()
+
     /// <summary>Writes an image as a PNG file (lossless, so <see cref="M:Bake.Core.Data.ImageFolder.Decode(System.String)"/>
     /// reads the same pixels back), atomically.</summary>
     /// <param name="path">The file to write.</param>
@@ -92,24 +121,9 @@ module ImageFolder =
         if image.dtype <> torch.uint8 || image.dim () <> 3L || (image.shape[0] <> 1L && image.shape[0] <> 3L) then
             invalidArg "image" $"expected a uint8 C×H×W image with 1 or 3 channels, got {image.dtype} {Tensors.describe image}"
         let channels, h, w = int image.shape[0], int image.shape[1], int image.shape[2]
-        // Interleaved rows in the bitmap's layout: Gray8 for one channel, RGBA (opaque) for three.
-        let colorType = if channels = 1 then SKColorType.Gray8 else SKColorType.Rgba8888
-        use bitmap = new SKBitmap(SKImageInfo(w, h, colorType, SKAlphaType.Opaque))
-        let planar = image.contiguous().data<byte>().ToArray()
-        let pixelBytes = if channels = 1 then 1 else 4
-        let row = Array.zeroCreate<byte> bitmap.RowBytes
-        for y in 0 .. h - 1 do
-            for x in 0 .. w - 1 do
-                let p = y * w + x
-                if channels = 1 then row[x] <- planar[p]
-                else
-                    for c in 0 .. 2 do
-                        row[pixelBytes * x + c] <- planar[c * h * w + p]
-                    row[pixelBytes * x + 3] <- 255uy
-            Runtime.InteropServices.Marshal.Copy(row, 0, bitmap.GetPixels() + nativeint (y * bitmap.RowBytes), row.Length)
-        use encoded = bitmap.Encode(SKEncodedImageFormat.Png, 100)
+        let encoded = encode SKEncodedImageFormat.Png 100 (image.contiguous().data<byte>().ToArray()) channels h w
         if isNull encoded then raise (BakeException $"{path}: SkiaSharp could not encode a {w}×{h} PNG")
-        Files.writeAtomic path (fun stream -> encoded.SaveTo stream)
+        Files.writeAtomic path (fun stream -> stream.Write(encoded, 0, encoded.Length))
 
     /// <summary>Decodes and brings the image to <paramref name="shape"/>: resized (shorter side) and center-cropped
     /// when an image size is set, otherwise checked to have that shape.</summary>
@@ -237,11 +251,20 @@ module ImageFolder =
           Mean = mean
           Std = std }
 
+    /// <summary>Class names from the root's <c>words.txt</c> or <c>LOC_synset_mapping.txt</c> when it has one (see
+    /// <see cref="T:Bake.Core.Data.SynsetNames"/>), and the dataset's Source saying so.</summary>
+    let private named (layout: string) (root: string) (classes: string[]) =
+        match SynsetNames.forClasses root classes with
+        | names, Some note -> names, $"{layout}: {root}, {note}"
+        | names, None -> names, $"{layout}: {root}"
+
     /// <summary>The test split folder of an ImageFolder root: <c>test/</c>, else <c>val/</c>.</summary>
     let testFolder (root: string) : string option =
         [ "test"; "val" ] |> List.map (fun name -> Path.Combine(root, name)) |> List.tryFind Directory.Exists
 
-    /// <summary>Loads <c>root/train/&lt;class&gt;/*</c> and <c>root/test/&lt;class&gt;/*</c> (or <c>val/</c>).</summary>
+    /// <summary>Loads <c>root/train/&lt;class&gt;/*</c> and <c>root/test/&lt;class&gt;/*</c> (or <c>val/</c>). Classes are
+    /// the folder names, sorted; with a <c>words.txt</c> or <c>LOC_synset_mapping.txt</c> in the root (an ImageNet-style
+    /// folder of wnids) they are named by the first synonym of each wnid.</summary>
     /// <exception cref="T:Bake.Core.BakeException">A missing split, an empty class folder, a test class that is not a
     /// training class, or an undecodable image (unless skipped); the message names the folder or file.</exception>
     [<CompiledName("Load")>]
@@ -266,11 +289,13 @@ module ImageFolder =
         let train = entries trainFolder
         let test = entries testRoot
         if test.Length = 0 then DataFile.fail testRoot "no class folders"
-        dataset (DirectoryInfo(root).Name) $"imagefolder: {root}" classes options train test
+        let names, source = named "imagefolder" root classes
+        dataset (DirectoryInfo(root).Name) source names options train test
 
     /// <summary>Loads TinyImageNet's layout: <c>train/&lt;wnid&gt;/images/*.JPEG</c>, validation images in
     /// <c>val/images/</c> labelled by <c>val/val_annotations.txt</c> (file, wnid, box), used as the test split.
-    /// Classes are the wnids (from <c>wnids.txt</c> when present), sorted.</summary>
+    /// Classes are the wnids (from <c>wnids.txt</c> when present), sorted, named by the first synonym of each in
+    /// <c>words.txt</c> when present (<c>n01443537</c> → <c>goldfish</c>).</summary>
     [<CompiledName("LoadTinyImageNet")>]
     let loadTinyImageNet (root: string) (options: ImageFolderOptions) : Dataset =
         let trainFolder = Path.Combine(root, "train")
@@ -303,4 +328,5 @@ module ImageFolder =
                     if not (File.Exists file) then DataFile.fail annotations $"line {line + 1}: image {file} does not exist"
                     file, label
                 | _ -> DataFile.fail annotations $"line {line + 1}: class '{fields[1]}' is not one of the {wnids.Length} training classes")
-        dataset (DirectoryInfo(root).Name) $"tinyimagenet: {root}" wnids options train test
+        let names, source = named "tinyimagenet" root wnids
+        dataset (DirectoryInfo(root).Name) source names options train test

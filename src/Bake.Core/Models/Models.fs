@@ -25,6 +25,8 @@ module Models =
     let private entries: ModelEntry list =
         let resnet name block depths groups width summary =
             entry name 1 summary (fun n classes channels -> new ResNet(n, block, depths, groups, width, classes, channels))
+        let cifarResNet name stem widths blocks summary =
+            entry name 1 summary (fun n classes channels -> new CifarResNet(n, stem, widths, blocks, classes, channels))
         [ entry "cnn" 8 "small CNN for CPU experiments (default): 3 × (conv3×3-BN-ReLU, 2×2 max pool), widths 32-64-128, global average pool, linear"
               (fun n classes channels -> new SmallCnn(n, [ 32L; 64L; 128L ], 1, classes, channels))
           entry "cnn-tiny" 4 "tiny CNN for tests: 2 × (conv3×3-BN-ReLU, 2×2 max pool), widths 8-16, global average pool, linear"
@@ -33,6 +35,12 @@ module Models =
               (fun n classes channels -> new CifarPreActResNet18(n, classes, channels))
           entry "cifar-densenet121" 8 "CIFAR DenseNet-121 of the official small-scale code (docs/official-code.md §5.2)"
               (fun n classes channels -> new CifarDenseNet121(n, classes, channels))
+          cifarResNet "resnet20" 16L [ 16L; 32L; 64L ] 3 "CIFAR ResNet-20 (He et al. 2016 §4.2 as in CRD's resnet.py: 16-32-64, 3 blocks per stage, 1×1 conv + BN projection shortcuts)"
+          cifarResNet "resnet32" 16L [ 16L; 32L; 64L ] 5 "CIFAR ResNet-32 (16-32-64, 5 blocks per stage, CRD's)"
+          cifarResNet "resnet56" 16L [ 16L; 32L; 64L ] 9 "CIFAR ResNet-56 (16-32-64, 9 blocks per stage, CRD's)"
+          cifarResNet "resnet110" 16L [ 16L; 32L; 64L ] 18 "CIFAR ResNet-110 (16-32-64, 18 blocks per stage, CRD's)"
+          cifarResNet "resnet8x4" 32L [ 64L; 128L; 256L ] 1 "CIFAR ResNet-8×4 of the KD literature (CRD's: stem 32, stages 64-128-256, 1 block per stage)"
+          cifarResNet "resnet32x4" 32L [ 64L; 128L; 256L ] 5 "CIFAR ResNet-32×4 of the KD literature (CRD's: stem 32, stages 64-128-256, 5 blocks per stage)"
           resnet "resnet18" Basic [ 2; 2; 2; 2 ] 1L 64L "torchvision resnet18"
           resnet "resnet34" Basic [ 3; 4; 6; 3 ] 1L 64L "torchvision resnet34"
           resnet "resnet50" Bottleneck [ 3; 4; 6; 3 ] 1L 64L "torchvision resnet50"
