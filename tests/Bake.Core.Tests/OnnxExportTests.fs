@@ -170,6 +170,21 @@ let tests =
                 Expect.isEmpty (Directory.GetFiles dir) "no file")
         }
 
+        test "the C# façade: ModelExport.ToOnnx writes a model whose metadata names the checkpoint's classes; nulls throw" {
+            withTempDir (fun dir ->
+                let file = Bake.ModelExport.ToOnnx(Fixtures.trainedRun.Value, Path.Combine(dir, "m.onnx"), true)
+                let info = OnnxExport.readInfo file
+                Expect.equal info.Model "cnn-tiny" "model"
+                Expect.equal info.Classes[9] "Ankle boot" "classes"
+                use session = new InferenceSession(file)
+                Expect.sequenceEqual (session.OutputMetadata.Keys |> Seq.toList) [ "logits"; "features" ] "features asked for"
+                throwsWith<ArgumentNullException> (fun () -> Bake.ModelExport.ToOnnx(null, file) |> ignore) |> ignore
+                let weights = Bake.ModelExport.ToWeights(Fixtures.trainedRun.Value, Path.Combine(dir, "w.safetensors"))
+                Expect.isTrue (File.Exists weights) "safetensors"
+                let e = throwsWith<UsageException> (fun () -> Bake.ModelExport.ToOnnx(Fixtures.trainedRun.Value, Path.Combine(dir, "m.pb")) |> ignore)
+                Expect.stringContains e.Message "an onnx file should end in .onnx" "extension checked")
+        }
+
         testSequenced <| test "the default job's model (1 epoch on 100 images per class) exported as ONNX gives bake eval's top-1 on the embedded test split" {
             withTempDir (fun dir ->
                 scoped (fun () ->
