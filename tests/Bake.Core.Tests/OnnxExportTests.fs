@@ -22,19 +22,6 @@ let private inputOf (name: string) : int * int =
     | "cifar-densenet121" -> 3, 16
     | _ -> 3, 32
 
-/// Non-trivial BatchNorm statistics and affine parameters (a fresh model has mean 0, var 1, scale 1, shift 0, which
-/// would hide a mistake in the exported normalisation).
-let private randomizeBatchNorm (model: torch.nn.Module) =
-    use _ = torch.no_grad ()
-    for m in model.modules () do
-        match m with
-        | :? TorchSharp.Modules.BatchNorm2d as bn ->
-            bn.running_mean.normal_(0.0, 0.1) |> ignore
-            bn.running_var.uniform_(0.5, 1.5) |> ignore
-            bn.weight.uniform_(0.5, 1.5) |> ignore
-            bn.bias.normal_(0.0, 0.1) |> ignore
-        | _ -> ()
-
 let private infoFor (name: string) (classes: int) (channels: int) (side: int) : OnnxModelInfo =
     { Model = name
       Classes = Array.init classes (sprintf "class%d")
@@ -93,7 +80,8 @@ let private parity (name: string) =
                 let channels, side = inputOf name
                 let watch = Stopwatch.StartNew()
                 use model = Models.create (name, 5, channels, side)
-                randomizeBatchNorm model
+                // Non-trivial BatchNorm statistics: a fresh model would hide a mistake in the exported normalisation.
+                WeightsTests.randomizeBatchNorm model
                 model.eval ()
                 let images = torch.randn (2L, int64 channels, int64 side, int64 side)
                 let original = images.clone ()
@@ -189,8 +177,9 @@ let tests =
             withTempDir (fun dir ->
                 scoped (fun () ->
                     let run = Path.Combine(dir, "run")
-                    let config = Configs.defaultJob [ "OPTIM.MAX_EPOCH=1"; "TRAIN.PER_CLASS=100"; "DATA_LOADER.NUM_WORKERS=1"; "TEST.BATCH_SIZE=500"; "OUT_DIR=" + run ]
-                    Trainer.run (config, Settings.ofConfigOrThrow config, false, Action<TrainingEvent> ignore, Threading.CancellationToken.None) |> ignore
+                    let overrides = [ "OPTIM.MAX_EPOCH=1"; "TRAIN.PER_CLASS=100"; "DATA_LOADER.NUM_WORKERS=1"; "TEST.BATCH_SIZE=500" ]
+                    let code, _, stderr = bake ([ "train"; "--out"; run ] @ (overrides |> List.collect (fun o -> [ "--set"; o ])))
+                    Expect.equal code 0 $"bake train (stderr: {stderr})"
                     let file = Path.Combine(dir, "cnn.onnx")
                     let code, stdout, stderr = bake [ "export"; "--checkpoint"; run; "--format"; "onnx"; "--out"; file ]
                     Expect.equal code 0 $"bake export --format onnx (stderr: {stderr})"
