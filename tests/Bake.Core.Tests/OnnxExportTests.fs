@@ -154,7 +154,7 @@ let tests =
                 use model = new Custom()
                 let file = Path.Combine(dir, "custom.onnx")
                 let e = throwsWith<BakeException> (fun () -> OnnxExport.write (model, infoFor "custom" 1 1 4, false, file))
-                Expect.stringContains e.Message "ONNX export: module '' of type Custom is not supported" "names the module"
+                Expect.stringContains e.Message "ONNX export: the model of type Custom is not supported" "names the module"
                 Expect.isEmpty (Directory.GetFiles dir) "no file")
         }
 

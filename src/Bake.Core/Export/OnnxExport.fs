@@ -54,8 +54,9 @@ module OnnxExport =
         "Conv2d, BatchNorm2d, ReLU, ReLU6, SiLU, MaxPool2d, AvgPool2d, Linear, Dropout and the registry's blocks"
 
     let private unsupported (path: string) (m: torch.nn.Module) =
+        let what = if path = "" then "the model" else $"module '{path}'"
         BakeException(
-            $"ONNX export: module '{path}' of type {m.GetType().Name} is not supported (supported: {supported}); "
+            $"ONNX export: {what} of type {m.GetType().Name} is not supported (supported: {supported}); "
             + "models outside the registry cannot be exported"
         )
 
