@@ -36,5 +36,5 @@ type BakeArgs =
             | Predict _ -> "classify image files with a checkpoint: the top-k classes and their probabilities."
             | Info _ -> "a model's layers, parameter count and feature size."
             | Time _ -> "median forward and training-step times of a model, and BAKE's overhead per step."
-            | Export _ -> "a checkpoint's weights as .safetensors or a PyTorch .pth state dict."
+            | Export _ -> "a checkpoint's weights as .safetensors or a PyTorch .pth state dict, or its graph as ONNX."
             | Soft_Targets _ -> "the paper's Figure 4 for one batch: images, labels and the top-3 classes of their BAKE soft targets (PNG)."

@@ -124,6 +124,9 @@ type internal Chain(name: string, children: (string * torch.nn.Module<torch.Tens
 type internal Activation(kind: string, inplace: bool) =
     inherit torch.nn.Module<torch.Tensor, torch.Tensor>(kind)
 
+    /// <summary>"ReLU", "ReLU6" or "SiLU" (read by the ONNX exporter).</summary>
+    member internal _.Kind = kind
+
     override _.forward(input: torch.Tensor) : torch.Tensor =
         match kind with
         | "ReLU" -> torch.nn.functional.relu (input, inplace)
@@ -168,6 +171,13 @@ type PooledClassifier internal (name: string, trunk: Trunk, headName: string, he
 
     override _.FeatureSize = trunk.Width
     override _.Classes = classes
+
+    /// <summary>The trunk's top-level modules with their names, in the order <c>Features</c> runs them (read by the
+    /// ONNX exporter).</summary>
+    member internal _.TrunkLayers = trunk.Layers
+
+    /// <summary>The head's name and module (read by the ONNX exporter).</summary>
+    member internal _.HeadLayer = headName, headModule
 
     override _.Features(images: torch.Tensor) =
         use maps = Layers.run layers images

@@ -46,6 +46,9 @@ type internal InvertedResidual(inputs: int64, outputs: int64, stride: int64, exp
 
     do this.register_module ("conv", conv)
 
+    /// <summary>Whether the block adds its input (stride 1 and equal widths; read by the ONNX exporter).</summary>
+    member internal _.Residual = residual
+
     override _.forward(x: torch.Tensor) =
         let out = conv.call x
         if residual then out.add_ x else out
@@ -84,6 +87,10 @@ type internal MBConv(inputs: int64, outputs: int64, kernel: int64, stride: int64
         )
 
     do this.register_module ("block", block)
+
+    /// <summary>Whether the block adds its input (stride 1 and equal widths; read by the ONNX exporter). Stochastic
+    /// depth is the identity in evaluation.</summary>
+    member internal _.Residual = residual
 
     override this.forward(x: torch.Tensor) =
         if residual then

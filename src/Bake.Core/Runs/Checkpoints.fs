@@ -234,28 +234,33 @@ module Checkpoints =
             raise (BakeException $"dataset {datasetSpec} has {dataset.Classes.Length} classes but the checkpoint {checkpoint} was trained on {state.Classes.Length}")
 
     /// <summary>Writes a checkpoint's weights (state dict, torchvision names) for PyTorch or any safetensors reader,
-    /// atomically.</summary>
+    /// or its eval-mode graph for ONNX Runtime (see <see cref="T:Bake.Core.Export.OnnxExport"/>), atomically.</summary>
     /// <param name="path">A checkpoint folder or a run directory (its last checkpoint, see <see cref="M:Bake.Core.Checkpoints.OfPath(System.String)"/>).</param>
-    /// <param name="format"><c>safetensors</c> or <c>pth</c> (a <c>torch.save</c> state dict).</param>
+    /// <param name="format"><c>safetensors</c>, <c>pth</c> (a <c>torch.save</c> state dict) or <c>onnx</c> (opset 17,
+    /// input <c>images</c> normalised as in evaluation, output <c>logits</c>, classes and normalisation in the metadata).</param>
     /// <param name="out">The file to write; None: <c>&lt;model&gt;-&lt;checkpoint&gt;.&lt;format&gt;</c> in the current
     /// directory.</param>
+    /// <param name="onnxFeatures">ONNX only: also output <c>features</c>, the pooled penultimate features.</param>
     /// <returns>The full path written, and the checkpoint's state (for its classes).</returns>
     /// <exception cref="T:Bake.Core.UsageException">An unknown format, or an output extension that contradicts it.</exception>
     /// <exception cref="T:Bake.Core.BakeException">No checkpoint, or the file cannot be written.</exception>
     [<CompiledName("Export")>]
-    let export (path: string, format: string, out: string option) : string * CheckpointState =
+    let exportWith (path: string, format: string, out: string option, onnxFeatures: bool) : string * CheckpointState =
         let format = if isNull format then "" else format.Trim().ToLowerInvariant()
         let extensions =
             match format with
             | "safetensors" -> [ ".safetensors" ]
             | "pth" -> [ ".pth"; ".pt" ]
-            | other -> raise (UsageException $"unknown export format '{other}': expected safetensors or pth")
+            | "onnx" -> [ ".onnx" ]
+            | other -> raise (UsageException $"unknown export format '{other}': expected safetensors, pth or onnx")
+        if onnxFeatures && format <> "onnx" then raise (UsageException $"--features: only the onnx format has a features output, not {format}")
         out
         |> Option.iter (fun file ->
             let extension = Path.GetExtension(file).ToLowerInvariant()
             if not (List.contains extension extensions) then
                 let expected = String.Join(" or ", extensions)
-                raise (UsageException $"--out {file}: a {format} file should end in {expected}"))
+                let article = if format = "onnx" then "an" else "a"
+                raise (UsageException $"--out {file}: {article} {format} file should end in {expected}"))
         let checkpoint = ofPath path
         let state, model = loadModel checkpoint
         use model = model
@@ -265,5 +270,14 @@ module Checkpoints =
             |> Path.GetFullPath
         match format with
         | "safetensors" -> Weights.saveSafetensors (model, target)
+        | "onnx" ->
+            let info: Export.OnnxModelInfo =
+                { Model = state.Model; Classes = state.Classes; InputShape = Export.OnnxExport.inputShapeOf state.ImageShape; Mean = state.Mean; Std = state.Std }
+            Export.OnnxExport.write (model, info, onnxFeatures, target)
         | _ -> Weights.savePyTorch (model, target)
         target, state
+
+    /// <summary>The weights or graph of a checkpoint, without the ONNX features output; see
+    /// <see cref="M:Bake.Core.Checkpoints.Export(System.String,System.String,Microsoft.FSharp.Core.FSharpOption{System.String},System.Boolean)"/>.</summary>
+    [<CompiledName("Export")>]
+    let export (path: string, format: string, out: string option) : string * CheckpointState = exportWith (path, format, out, false)
