@@ -74,3 +74,12 @@ let main argv =
     | :? Bake.Core.BakeException as e ->
         eprintfn "bake: %s" e.Message
         1
+    | :? OperationCanceledException ->
+        eprintfn "bake: cancelled"
+        130
+    | e ->
+        // Whatever escaped the typed errors (a libtorch error, a bug) still ends with one line and exit 1, never with
+        // an abort and a stack trace; BAKE_DEBUG=1 prints the trace for a bug report.
+        eprintfn "bake: %s: %s" (e.GetType().Name) e.Message
+        if Environment.GetEnvironmentVariable "BAKE_DEBUG" = "1" then eprintfn "%O" e
+        1

@@ -112,6 +112,11 @@ let private parseCorruption (item: string) =
     | _ -> None
 
 let private robustness (args: ParseResults<EvalArgs>) : int =
+    // Found before the evaluation, not after it.
+    args.TryGetResult EvalArgs.Out
+    |> Option.iter (fun path ->
+        let folder = IO.Path.GetDirectoryName(IO.Path.GetFullPath path)
+        if not (IO.Directory.Exists folder) then raise (UsageException $"--out {path}: the folder {folder} does not exist"))
     let fgsm = args.TryGetResult Fgsm |> Option.map (fun t -> parseList "--fgsm" t parseEpsilon "a number in [0, 1]") |> Option.defaultValue []
     let corruptions =
         args.TryGetResult Corruption

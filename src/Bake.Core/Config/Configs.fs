@@ -26,6 +26,10 @@ module Configs =
 
     let private invariant = CultureInfo.InvariantCulture
 
+    /// <summary>The largest config text read (1 MiB; the official configs are about 1 KB).</summary>
+    [<Literal>]
+    let MaxConfigChars = 1048576
+
     /// <summary>The valid key closest to an unknown one.</summary>
     [<CompiledName("NearestKey")>]
     let nearestKey (unknown: string) : string =
@@ -95,7 +99,31 @@ module Configs =
     /// <summary>Flattens pycls YAML (sections of keys, plus top-level keys) into SECTION.KEY pairs.</summary>
     [<CompiledName("ParseYaml")>]
     let parseYaml (where: string) (text: string) : Result<(string * string) list, string list> =
+        // A config file is untrusted input: its size is bounded, and it is scanned as a stream of events (linear time)
+        // before it is loaded, refusing what pycls configs never contain and what could make loading unbounded or
+        // silently partial: anchors and aliases (an alias "bomb" expands exponentially) and further documents.
+        let scan () =
+            let parser = YamlDotNet.Core.Parser(new StringReader(text))
+            let mutable documents = 0
+            let mutable problem = None
+            while problem.IsNone && parser.MoveNext() do
+                match parser.Current with
+                | :? YamlDotNet.Core.Events.DocumentStart -> documents <- documents + 1
+                | :? YamlDotNet.Core.Events.AnchorAlias as alias ->
+                    problem <- Some $"{where}: line {alias.Start.Line}: YAML aliases (*{alias.Value}) are not supported in configs"
+                | :? YamlDotNet.Core.Events.NodeEvent as node when not node.Anchor.IsEmpty ->
+                    problem <- Some $"{where}: line {node.Start.Line}: YAML anchors (&{node.Anchor}) are not supported in configs"
+                | _ -> ()
+                if documents > 1 && problem.IsNone then
+                    problem <- Some $"{where}: holds several YAML documents (a second one starts at line {parser.Current.Start.Line}): a config is one document"
+            problem
+        if text.Length > MaxConfigChars then
+            Error [ $"{where}: {text.Length:N0} characters is too large for a config (at most {MaxConfigChars:N0})" ]
+        else
         try
+            match scan () with
+            | Some problem -> Error [ problem ]
+            | None ->
             let stream = YamlStream()
             stream.Load(new StringReader(text))
             if stream.Documents.Count = 0 then Ok []
@@ -112,6 +140,8 @@ module Configs =
                                 match item.Value with
                                 | :? YamlMappingNode -> problems.Add $"{where}: {section}.{nodeText item.Key} is a nested section; Bake's schema has two levels"
                                 | value -> pairs.Add((section + "." + nodeText item.Key, nodeText value))
+                        | :? YamlScalarNode as empty when String.IsNullOrEmpty empty.Value && ConfigSchema.keys |> List.exists (fun k -> k.Key.StartsWith(section + ".")) ->
+                            () // An empty section (`OPTIM:` with nothing under it) sets nothing.
                         | value -> pairs.Add((section, nodeText value))
                     if problems.Count = 0 then Ok(List.ofSeq pairs) else Error(List.ofSeq problems)
                 | :? YamlScalarNode as scalar when String.IsNullOrEmpty scalar.Value -> Ok []
@@ -141,7 +171,10 @@ module Configs =
     /// <exception cref="T:Bake.Core.UsageException">The file is missing or invalid; every problem listed.</exception>
     [<CompiledName("Load")>]
     let load (path: string, overrides: string list) : Config =
+        if Directory.Exists path then raise (UsageException $"config file {path} is a directory: give the YAML file")
         if not (File.Exists path) then raise (UsageException $"config file {path} does not exist")
+        if FileInfo(path).Length > int64 (4 * MaxConfigChars) then
+            raise (UsageException $"config file {path} is {FileInfo(path).Length:N0} bytes: too large for a config (at most {MaxConfigChars:N0} characters)")
         let text = File.ReadAllText path
         match applyYaml path text ConfigSchema.defaults |> Result.bind (applyOverrides overrides) with
         | Ok config -> config

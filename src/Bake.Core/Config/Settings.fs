@@ -231,7 +231,9 @@ module Settings =
         let method = methodOf config batch intra cutMix.Enabled problems
         let epochs = positive Keys.OPTIM.MAX_EPOCH
         let baseLr = Keys.OPTIM.BASE_LR.Of config
-        check (baseLr > 0.0 && Double.IsFinite baseLr) $"{Keys.OPTIM.BASE_LR.Name} = {baseLr} is invalid: expected a number > 0"
+        // The optimizer works in float32: a rate it cannot hold would abort inside libtorch.
+        let float32Max = float Single.MaxValue
+        check (baseLr > 0.0 && baseLr <= float32Max) $"{Keys.OPTIM.BASE_LR.Name} = {baseLr} is invalid: expected a number > 0 that float32 holds (at most 3.4e38)"
         let milestones = Keys.OPTIM.STEPS.Of config |> List.filter (fun s -> s > 0)
         check (milestones = List.sort milestones) $"{Keys.OPTIM.STEPS.Name} = {milestones} must be increasing"
         let policy = (Keys.OPTIM.LR_POLICY.Of config) (milestones, Keys.OPTIM.LR_MULT.Of config)
@@ -243,7 +245,7 @@ module Settings =
         let dampening = Keys.OPTIM.DAMPENING.Of config
         check (not nesterov || (momentum > 0.0 && dampening = 0.0)) "OPTIM.NESTEROV = True needs OPTIM.MOMENTUM > 0 and OPTIM.DAMPENING = 0"
         let decay = Keys.OPTIM.WEIGHT_DECAY.Of config
-        check (decay >= 0.0) $"{Keys.OPTIM.WEIGHT_DECAY.Name} = {decay} is invalid: expected a value >= 0"
+        check (decay >= 0.0 && decay <= float32Max) $"{Keys.OPTIM.WEIGHT_DECAY.Name} = {decay} is invalid: expected a value >= 0 that float32 holds"
         check (not (Keys.TRAIN.SHUFFLE_BN.Of config)) "TRAIN.SHUFFLE_BN = True needs several GPUs; Bake runs one process (set it False)"
         check (not (Keys.TRAIN.JITTER.Of config)) "TRAIN.JITTER = True (colour jitter) is not implemented (set it False)"
         let testWeights = Keys.TEST.WEIGHTS.Of config

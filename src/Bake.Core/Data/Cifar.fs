@@ -104,7 +104,7 @@ module Cifar =
             | Some labels ->
                 DatasetStats.requireLabelsInRange path (fun i -> $"entry '{key}'[{i}]") range labels
                 labels
-            | None -> DataFile.fail path $"entry '{key}' is not a list of integers"
+            | None -> DataFile.fail path $"entry '{key}' is not a list of 32-bit integers (a value is not an integer, or out of range)"
         let labels = labelsOf labelKey classes
         if labels.Length * ImageBytes <> data.Length then
             DataFile.fail path $"entry '{labelKey}' has {labels.Length} labels for {data.Length / ImageBytes} images in 'data'"

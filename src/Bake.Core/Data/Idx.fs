@@ -129,4 +129,18 @@ module Idx =
         let entry i = $"label entry {i} (offset {8 + i})"
         DatasetStats.requireLabelsInRange paths[1] entry classes.Length trainLabels
         DatasetStats.requireLabelsInRange paths[3] entry classes.Length testLabels
+        // IDX files declare no class count: classes named by their numbers come from the largest label, so one corrupt
+        // label byte (200 in a 10-class file) would make a 201-class dataset. Every class must have a training image.
+        let numbered = classes = Array.init classes.Length string && classes.Length > 10
+        let present = Array.zeroCreate<bool> classes.Length
+        for label in trainLabels do present[label] <- true
+        match present |> Array.tryFindIndex not with
+        | Some _ when not numbered -> ()
+        | Some missing ->
+            let largest = trainLabels |> Array.indexed |> Array.maxBy snd
+            let empty = present |> Array.indexed |> Array.filter (snd >> not) |> Array.map fst
+            let shown = empty |> Array.truncate 5 |> Array.map string |> String.concat ", "
+            let more = if empty.Length > 5 then $", … ({empty.Length} classes)" else ""
+            DataFile.fail paths[1] $"class {missing} has no training image (classes without one: {shown}{more}) while {entry (fst largest)} holds label {snd largest}: a corrupt label, or list the class names in classes.txt"
+        | None -> ()
         DatasetStats.ofMemory name $"idx: {folder}" classes (new InMemorySplit(trainImages, trainLabels)) (new InMemorySplit(testImages, testLabels))

@@ -53,6 +53,10 @@ module ImageFolder =
     /// <summary>True for the file extensions read as images (case-insensitive).</summary>
     let isImage (path: string) = extensions.Contains(Path.GetExtension(path).ToLowerInvariant())
 
+    /// <summary>The most pixels a decoded image may have (64 megapixels, e.g. 8192 × 8192).</summary>
+    [<Literal>]
+    let MaxPixels = 67108864L
+
     /// <summary>Decodes an image file to RGB, channel-planar bytes (3×H×W) and its height and width.</summary>
     /// <exception cref="T:Bake.Core.BakeException">The file cannot be read or decoded; the message names it.</exception>
     [<CompiledName("Decode")>]
@@ -65,7 +69,11 @@ module ImageFolder =
         use data = SKData.CreateCopy bytes
         use codec = SKCodec.Create data
         if isNull codec then DataFile.fail path "undecodable image (not a JPEG or PNG SkiaSharp can read)"
-        let info = SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul)
+        // The header's size is checked before any pixel memory is allocated: a file may claim 100,000 × 100,000.
+        let width, height = codec.Info.Width, codec.Info.Height
+        if width < 1 || height < 1 || int64 width * int64 height > MaxPixels then
+            DataFile.fail path $"its header claims {width}×{height} pixels: more than an image Bake decodes ({MaxPixels:N0} pixels at most)"
+        let info = SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul)
         use bitmap = new SKBitmap(info)
         match codec.GetPixels(info, bitmap.GetPixels()) with
         | SKCodecResult.Success -> ()

@@ -49,7 +49,8 @@ module Pickle =
         let mutable opcodeAt = 0
         let fail (message: string) : 'a = DataFile.fail path $"pickle opcode at offset {opcodeAt}: {message}"
         let need n =
-            if n < 0 || pos + n > bytes.Length then
+            // In 64 bits: a length near Int32.MaxValue must not wrap around and pass the check.
+            if n < 0 || int64 pos + int64 n > int64 bytes.Length then
                 fail $"truncated: {n} more bytes needed, the file ends at offset {bytes.Length}"
         let take n =
             need n
@@ -306,11 +307,13 @@ module Pickle =
             | _ -> Option.None
         | _ -> Option.None
 
-    /// <summary>A list (or tuple, or 1-d integer numpy array) of integers.</summary>
+    /// <summary>A list (or tuple, or 1-d integer numpy array) of integers that fit in 32 bits (None otherwise: a value
+    /// such as 2³² + 3 is not silently wrapped to 3).</summary>
     [<CompiledName("AsInts")>]
     let asInts (value: PickleValue) : int[] option =
+        let fits (v: int64) = v >= int64 Int32.MinValue && v <= int64 Int32.MaxValue
         let ofItems (items: PickleValue seq) =
-            let values = items |> Seq.map (function PickleValue.Int v -> Some(int v) | _ -> Option.None) |> Seq.toArray
+            let values = items |> Seq.map (function PickleValue.Int v when fits v -> Some(int v) | _ -> Option.None) |> Seq.toArray
             if values |> Array.forall Option.isSome then Some(values |> Array.map Option.get) else Option.None
         match value with
         | PickleValue.List items -> ofItems items
@@ -318,7 +321,9 @@ module Pickle =
         | _ ->
             match asNdarray value with
             | Some([| n |], ("u1" | "i1"), _, data) when data.Length = n -> Some(data |> Array.map int)
-            | Some([| n |], "i8", _, data) when data.Length = 8 * n -> Some(Array.init n (fun i -> int (BitConverter.ToInt64(data, 8 * i))))
+            | Some([| n |], "i8", _, data) when data.Length = 8 * n ->
+                let values = Array.init n (fun i -> BitConverter.ToInt64(data, 8 * i))
+                if values |> Array.forall fits then Some(values |> Array.map int) else Option.None
             | Some([| n |], "i4", _, data) when data.Length = 4 * n -> Some(Array.init n (fun i -> BitConverter.ToInt32(data, 4 * i)))
             | _ -> Option.None
 

@@ -95,6 +95,8 @@ module Checkpoints =
     let private stateOf (path: string) (node: JsonNode) : CheckpointState =
         if isNull node || node["format"] = null || node["format"].GetValue<string>() <> "bake-checkpoint-1" then
             raise (BakeException $"{path}: not a Bake checkpoint state (expected \"format\": \"bake-checkpoint-1\")")
+        for field in [ "epoch"; "progress"; "config_hash"; "model"; "classes"; "image_shape"; "mean"; "std"; "history" ] do
+            if isNull node[field] then raise (BakeException $"{path}: malformed checkpoint state: the field \"{field}\" is missing")
         let p = node["progress"]
         let names = p["term_names"].AsArray() |> Seq.map (fun n -> n.GetValue<string>()) |> List.ofSeq
         let sums = p["term_sums"].AsArray() |> Seq.map (fun n -> n.GetValue<float>()) |> List.ofSeq
@@ -112,6 +114,15 @@ module Checkpoints =
           Std = arrayOf "std" (fun n -> n.GetValue<float>())
           History = node["history"].AsArray() |> Seq.map RunFiles.epochOfJson |> List.ofSeq
           Threads = (match node["threads"] with null -> 0 | n -> n.GetValue<int>()) }
+        |> fun state ->
+            // A model is rebuilt from these: absurd values must be refused here, not inside libtorch.
+            let shape = state.ImageShape
+            if shape.Length <> 3 || shape |> Array.exists (fun v -> v < 1) || shape[0] > 4 || shape[1] > 8192 || shape[2] > 8192 then
+                raise (BakeException $"{path}: malformed checkpoint state: image_shape {shape} is not C×H×W with C in 1..4 and H, W in 1..8192")
+            if state.Classes.Length < 1 then raise (BakeException $"{path}: malformed checkpoint state: no classes")
+            if state.Mean.Length <> shape[0] || state.Std.Length <> shape[0] || state.Std |> Array.exists (fun s -> not (s > 0.0)) then
+                raise (BakeException $"{path}: malformed checkpoint state: mean and std must have one entry per channel ({shape[0]}), std > 0")
+            state
 
     /// <summary>Writes a checkpoint folder named <paramref name="name"/> (or, when a folder of that name exists, e.g. a
     /// resumed run stopped again before its first step, <c>name_2</c>, <c>name_3</c>, …: an existing checkpoint is never
@@ -192,7 +203,14 @@ module Checkpoints =
     [<CompiledName("Load")>]
     let load (checkpoint: string, model: Classifier, optimizer: torch.optim.Optimizer option) : unit =
         Weights.load (model, Path.Combine(checkpoint, "model.safetensors"))
-        optimizer |> Option.iter (fun o -> (o :?> TorchSharp.Modules.OptimizerHelper).load_state_dict (Path.Combine(checkpoint, "optimizer.bin")))
+        optimizer
+        |> Option.iter (fun o ->
+            let path = Path.Combine(checkpoint, "optimizer.bin")
+            if not (File.Exists path) then raise (BakeException $"{path}: missing (a checkpoint holds the optimizer's state to resume from)")
+            try (o :?> TorchSharp.Modules.OptimizerHelper).load_state_dict path
+            with
+            | :? BakeException -> reraise ()
+            | e -> raise (BakeException($"{path}: the optimizer state cannot be read (truncated or not written by Bake): {e.Message}", e)))
 
     /// <summary>Loads a checkpoint's carried method tensors into <paramref name="carried"/> (nothing when the
     /// checkpoint has none), on <paramref name="device"/>.</summary>

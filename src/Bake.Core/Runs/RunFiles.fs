@@ -151,7 +151,8 @@ module RunFiles =
     /// <summary>Appends one JSON object as a line to log.jsonl.</summary>
     [<CompiledName("AppendLog")>]
     let appendLog (path: string) (record: JsonObject) : unit =
-        File.AppendAllText(path, record.ToJsonString() + "\n")
+        try File.AppendAllText(path, record.ToJsonString() + "\n")
+        with :? IOException | :? UnauthorizedAccessException as e -> raise (BakeException($"cannot append to {path}: {e.Message}", e))
 
     /// <summary>A float as JSON; null for NaN and infinities, which JSON cannot hold (System.Text.Json throws on
     /// them, and a diverged model's test NLL is NaN: writing it must not stop the run).</summary>

@@ -94,6 +94,7 @@ module Prediction =
             let images =
                 paths
                 |> Array.map (fun path ->
+                    if IO.Directory.Exists path then raise (BakeException $"{path}: is a directory, not an image file (name the image files)")
                     if not (IO.File.Exists path) then raise (BakeException $"{path}: image file not found")
                     let planar, h, w = ImageFolder.decode path
                     prepare (state, DataFile.uint8Tensor planar [| 3L; int64 h; int64 w |]))

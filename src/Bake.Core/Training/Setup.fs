@@ -198,6 +198,11 @@ module Setup =
             let train = trainingImages settings dataset
             let classes = dataset.Classes.Length
             let trainTransform, testTransform, size = settings.Transforms dataset
+            if settings.Device.StartsWith "cuda" && not (torch.cuda.is_available ()) then
+                raise (
+                    UsageException
+                        $"DEVICE = {settings.Device}: CUDA is not available to this build of Bake, which runs on libtorch's CPU package (libtorch-cpu, 2.10): use DEVICE=cpu, or build Bake against TorchSharp's CUDA packages on a machine with an NVIDIA GPU and driver"
+                )
             let device = torch.Device settings.Device
             torch.manual_seed (int64 settings.Seed) |> ignore
             let model = Models.create (settings.Model, classes, dataset.ImageShape[0], size)
