@@ -105,4 +105,47 @@ let tests =
                 runTiny dir [ "OPTIM.MAX_EPOCH=1" ] ignore CancellationToken.None |> ignore
                 Expect.equal (Checkpoints.readState (Checkpoints.ofPath dir)).Threads (TorchSharp.torch.get_num_threads ()) "threads")
         }
+    
+        test "SIGKILL at random moments, resumed each time by the same command: the summary equals an uninterrupted run's" {
+            // The short version of scripts/fault-injection.sh: the CLI as a child process, killed three times.
+            let bake = Path.Combine(AppContext.BaseDirectory, "bake.dll")
+            let job dir =
+                [ "train"; "--set"; "MODEL.TYPE=cnn-tiny"; "--set"; "TRAIN.PER_CLASS=30"; "--set"; "TRAIN.BATCH_SIZE=16"
+                  "--set"; "OPTIM.MAX_EPOCH=4"; "--set"; "DATA_LOADER.NUM_WORKERS=1"; "--set"; "TEST.BATCH_SIZE=500"
+                  "--set"; "LOGGING.TENSORBOARD=False"; "--out"; dir ]
+            let start dir =
+                let info = Diagnostics.ProcessStartInfo("dotnet", RedirectStandardOutput = true, RedirectStandardError = true)
+                info.ArgumentList.Add bake
+                for a in job dir do info.ArgumentList.Add a
+                info.Environment["OMP_WAIT_POLICY"] <- "PASSIVE"
+                let p = Diagnostics.Process.Start info
+                p.OutputDataReceived.Add ignore
+                p.ErrorDataReceived.Add ignore
+                p.BeginOutputReadLine()
+                p.BeginErrorReadLine()
+                p
+            withRunDir (fun reference ->
+                withRunDir (fun killed ->
+                    let watch = Diagnostics.Stopwatch.StartNew()
+                    use whole = start reference
+                    Expect.isTrue (whole.WaitForExit 300000) "the reference run finished"
+                    Expect.equal whole.ExitCode 0 "reference run"
+                    let seconds = watch.Elapsed.TotalSeconds
+                    let random = Random 7
+                    let mutable kills = 0
+                    let mutable attempts = 0
+                    while kills < 3 && attempts < 12 do
+                        attempts <- attempts + 1
+                        use p = start killed
+                        if not (p.WaitForExit(int (1000.0 * (0.3 + random.NextDouble() * seconds)))) then
+                            p.Kill true
+                            p.WaitForExit()
+                            kills <- kills + 1
+                    Expect.equal kills 3 "three kills of a running training"
+                    use last = start killed
+                    Expect.isTrue (last.WaitForExit 300000) "the killed run finished"
+                    Expect.equal last.ExitCode 0 "resumed"
+                    Expect.sequenceEqual (summaryWithoutSeconds killed) (summaryWithoutSeconds reference) "killed and resumed = uninterrupted"
+                    Expect.isEmpty (Directory.GetFileSystemEntries(killed, ".*.tmp", SearchOption.AllDirectories)) "no temporary file left"))
+        }
     ]

@@ -163,22 +163,8 @@ module Setup =
             (dataset :> IDisposable).Dispose()
             reraise ()
 
-    /// <summary>Sets a run up as the settings say (pycls's <c>setup_model</c>, loaders and checkpoint restore): checks
-    /// that the run directory can be written and may be (re)used, loads and cross-checks the data, builds the model,
-    /// the optimizer and the method's carried state, restores them from the checkpoint a resume continues (refusing
-    /// one of another configuration), and writes config.yaml.</summary>
-    /// <param name="config">The resolved configuration (written to config.yaml; its hash identifies the run).</param>
-    /// <param name="settings">Its validated settings.</param>
-    /// <param name="resume">Continue the run in OUT_DIR from its last checkpoint (it must have one).</param>
-    /// <exception cref="T:Bake.Core.UsageException">The run directory holds another run, or the data contradicts the
-    /// settings.</exception>
-    /// <exception cref="T:Bake.Core.BakeException">The run directory cannot be written, or the data cannot be read.</exception>
-    [<CompiledName("Create")>]
-    let create (config: Config, settings: TrainingSettings, resume: bool) : TrainingSetup =
-        if String.IsNullOrWhiteSpace settings.OutDir then raise (UsageException "OUT_DIR is empty: name the run directory")
-        let runDir = Path.GetFullPath settings.OutDir
-        probeWritable runDir
-        let lock = RunLock.Acquire runDir
+    /// <summary>What <see cref="M:Bake.Core.Setup.Create"/> does once the run directory is known.</summary>
+    let private createIn (config: Config, settings: TrainingSettings, resume: bool, runDir: string, lock: RunLock) : TrainingSetup =
         let mutable owned : IDisposable list = [ lock ]
         try
             removeLeftovers runDir
@@ -198,11 +184,6 @@ module Setup =
             let train = trainingImages settings dataset
             let classes = dataset.Classes.Length
             let trainTransform, testTransform, size = settings.Transforms dataset
-            if settings.Device.StartsWith "cuda" && not (torch.cuda.is_available ()) then
-                raise (
-                    UsageException
-                        $"DEVICE = {settings.Device}: CUDA is not available to this build of Bake, which runs on libtorch's CPU package (libtorch-cpu, 2.10): use DEVICE=cpu, or build Bake against TorchSharp's CUDA packages on a machine with an NVIDIA GPU and driver"
-                )
             let device = torch.Device settings.Device
             torch.manual_seed (int64 settings.Seed) |> ignore
             let model = Models.create (settings.Model, classes, dataset.ImageShape[0], size)
@@ -245,4 +226,35 @@ module Setup =
         with _ ->
             for d in owned do
                 if not (isNull d) then d.Dispose()
+            reraise ()
+
+    /// <summary>Sets a run up as the settings say (pycls's <c>setup_model</c>, loaders and checkpoint restore): checks
+    /// that the run directory can be written and may be (re)used, loads and cross-checks the data, builds the model,
+    /// the optimizer and the method's carried state, restores them from the checkpoint a resume continues (refusing
+    /// one of another configuration), and writes config.yaml.</summary>
+    /// <param name="config">The resolved configuration (written to config.yaml; its hash identifies the run).</param>
+    /// <param name="settings">Its validated settings.</param>
+    /// <param name="resume">Continue the run in OUT_DIR from its last checkpoint (it must have one).</param>
+    /// <exception cref="T:Bake.Core.UsageException">The run directory holds another run, or the data contradicts the
+    /// settings.</exception>
+    /// <exception cref="T:Bake.Core.BakeException">The run directory cannot be written, or the data cannot be read.</exception>
+    [<CompiledName("Create")>]
+    let create (config: Config, settings: TrainingSettings, resume: bool) : TrainingSetup =
+        if String.IsNullOrWhiteSpace settings.OutDir then raise (UsageException "OUT_DIR is empty: name the run directory")
+        if settings.Device.StartsWith "cuda" && not (torch.cuda.is_available ()) then
+            raise (
+                UsageException
+                    $"DEVICE = {settings.Device}: CUDA is not available to this build of Bake, which runs on libtorch's CPU package (libtorch-cpu, 2.10): use DEVICE=cpu, or build Bake against TorchSharp's CUDA packages on a machine with an NVIDIA GPU and driver"
+            )
+        let runDir = Path.GetFullPath settings.OutDir
+        let created = not (Directory.Exists runDir)
+        probeWritable runDir
+        let lock = RunLock.Acquire runDir
+        try
+            createIn (config, settings, resume, runDir, lock)
+        with _ ->
+            // A run that failed before training (bad data, a contradiction) leaves no directory it created behind;
+            // removed while the lock is held, so no other training can be using it.
+            if created then (try Directory.Delete(runDir, true) with _ -> ())
+            (lock :> IDisposable).Dispose()
             reraise ()
