@@ -21,6 +21,7 @@ let private flagHint (e: Bake.Core.UsageException) =
         | "dataset" -> Some "--dataset"
         | "count" -> Some "--count"
         | "out" -> Some "--out"
+        | "batch" -> Some "bake targets --batch N"
         | _ -> None
     let byKey = if e.Message.Contains "OUT_DIR" && e.Parameter <> "resume" then Some "--out sets OUT_DIR" else None
     match Option.orElse byKey byParameter with

@@ -15,6 +15,7 @@ type TargetsArgs =
     | [<Unique>] Iterations of steps: int
     | [<Unique>] One_Step
     | [<Mandatory; Unique>] Out of path: string
+    | [<Unique>] Batch of rows: int
     interface IArgParserTemplate with
         member this.Usage =
             match this with
@@ -25,10 +26,12 @@ type TargetsArgs =
             | Iterations _ -> "use N propagation steps of Eq. (7) instead of the closed form of Eq. (9)."
             | One_Step -> "use a single propagation step, Eq. (6) (same as --iterations 1)."
             | Out _ -> "where to write the soft targets Q, N×K (.csv or .npy; .npy keeps the logits' float32/float64)."
+            | Batch _ -> "soft targets within consecutive batches of this many rows, as training computes them (default: all rows as one batch; memory grows with its square)."
 
 /// What `bake targets --help` adds below the options.
 let example =
-    "All rows of the two files form one batch: memory and time grow with the square of the row count.\n\
+    "All rows of the two files form one batch unless --batch cuts them: memory and time grow with the square of the\n\
+     batch (about 5·N² numbers); a batch that would not fit in half the available memory is refused with the figure.\n\
      Example:\n  bake targets --features emb.npy --logits logits.npy --omega 0.5 --temperature 4 --out targets.npy"
 
 /// Parses the options, computes and writes the targets; returns the exit code.
@@ -46,6 +49,7 @@ let run (args: ParseResults<TargetsArgs>) : int =
             Temperature = args.GetResult(Temperature, defaultValue = defaults.Temperature)
             Propagation = propagation }
     let out = args.GetResult Out
-    use targets = SoftTargetFiles.compute (args.GetResult Features, args.GetResult Logits, options, out)
+    use targets =
+        SoftTargetFiles.computeBatched (args.GetResult Features, args.GetResult Logits, options, out, args.TryGetResult Batch, SoftTargetFiles.defaultMemoryLimit ())
     printfn "wrote soft targets %s to %s" (Tensors.describe targets) out
     0

@@ -203,4 +203,31 @@ let cliTests =
                 expectExit 1 [ "targets"; "--features"; features; "--logits"; ragged; "--out"; out ] "line 2 has 2 columns, expected 3"
                 Expect.isFalse (File.Exists out) "nothing written")
         }
+    
+        test "batches: the targets of consecutive batches, each computed within its rows" {
+            withTempDir (fun dir ->
+                let features = writeCsv dir "f.csv" (String.concat "\n" [ for i in 0 .. 6 -> $"{i % 3},{(i * 7) % 5},1" ])
+                let logits = writeCsv dir "z.csv" (String.concat "\n" [ for i in 0 .. 6 -> $"{i % 2},{(i * 3) % 4}" ])
+                scoped (fun () ->
+                    let out = Path.Combine(dir, "q.csv")
+                    let q = SoftTargetFiles.computeBatched (features, logits, BakeOptions.Default, out, Some 3, Int64.MaxValue)
+                    let f, z = MatrixFiles.read features, MatrixFiles.read logits
+                    let expected =
+                        torch.cat ([| for start, n in [ 0L, 3L; 3L, 3L; 6L, 1L ] -> Propagation.softTargets (f.narrow (0L, start, n), z.narrow (0L, start, n), BakeOptions.Default) |], 0L)
+                    expectClose 0.0 "per-batch targets" q expected))
+        }
+
+        test "a batch that would not fit in memory is refused with the figure, before anything large is allocated" {
+            withTempDir (fun dir ->
+                let features = writeCsv dir "f.csv" "1,2\n3,4\n5,6\n7,8\n"
+                let logits = writeCsv dir "z.csv" "1,0\n0,1\n1,1\n0,0\n"
+                let error =
+                    throwsWith<UsageException> (fun () ->
+                        scoped (fun () -> SoftTargetFiles.computeBatched (features, logits, BakeOptions.Default, Path.Combine(dir, "q.csv"), None, 100L) |> ignore))
+                Expect.stringContains error.Message "4 rows as batches of 4 need about" "the figure"
+                Expect.stringContains error.Message "cut the rows into batches" "the way out"
+                Expect.equal error.Parameter "batch" "the parameter (the command line adds --batch)"
+                Expect.equal (SoftTargetFiles.peakBytes (10000L, 8)) 4_000_000_000L "10,000 float64 rows: about the 4.1 GB measured"
+                Expect.isFalse (File.Exists(Path.Combine(dir, "q.csv"))) "nothing written")
+        }
     ]

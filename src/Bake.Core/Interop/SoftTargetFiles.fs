@@ -1,5 +1,6 @@
 namespace Bake.Core.Interop
 
+open System
 open System.IO
 open TorchSharp
 open Bake.Core
@@ -23,6 +24,14 @@ module SoftTargetFiles =
             raise (BakeException
                 $"{full}: the {what} hold a non-finite value {Tensors.fmt (value.item<float> ())} at sample {row + 1L}, column {column + 1L} (1-based; {bad.shape[0]} such values): expected finite numbers")
 
+    /// <summary>The bytes one batch of <paramref name="rows"/> rows needs at its peak: the N×N affinity, its row
+    /// softmax, I − ωÂ and the solve's factorisation (about five N×N matrices; measured: 10,000 float64 rows peak at
+    /// 4.1 GB), in the logits' precision.</summary>
+    /// <param name="rows">N, the rows of one batch.</param>
+    /// <param name="elementBytes">4 (float32) or 8 (float64).</param>
+    [<CompiledName("PeakBytes")>]
+    let peakBytes (rows: int64, elementBytes: int) : int64 = 5L * rows * rows * int64 elementBytes
+
     /// <summary>Reads features (N×D) and logits (N×K) from CSV or <c>.npy</c> files, computes the BAKE soft targets
     /// Q (N×K) with <see cref="M:Bake.Core.Propagation.SoftTargets(TorchSharp.torch.Tensor,TorchSharp.torch.Tensor,Bake.Core.BakeOptions)"/>,
     /// treating the N rows as one batch, and writes Q atomically to <paramref name="outPath"/>; the format of every
@@ -36,12 +45,17 @@ module SoftTargetFiles =
     /// <param name="options">τ, ω and the propagation form (λ is not used).</param>
     /// <param name="outPath">Where Q goes (<c>.csv</c> or <c>.npy</c>).</param>
     /// <returns>Q, a fresh N×K tensor on the CPU (the caller disposes it).</returns>
-    /// <exception cref="T:Bake.Core.UsageException">Invalid options (e.g. ω = 1) or an extension other than
-    /// <c>.csv</c>/<c>.npy</c>.</exception>
+    /// <param name="batchRows">Rows per batch (consecutive; the last may be shorter), or None for one batch of all rows.</param>
+    /// <param name="memoryLimitBytes">The peak a batch may need (see <see cref="M:Bake.Core.Interop.SoftTargetFiles.DefaultMemoryLimit"/>).</param>
+    /// <exception cref="T:Bake.Core.UsageException">Invalid options (e.g. ω = 1), an extension other than
+    /// <c>.csv</c>/<c>.npy</c>, or a batch that would not fit in memory (refused with the figure before it is allocated).</exception>
     /// <exception cref="T:Bake.Core.BakeException">A missing or malformed file, an empty matrix, a non-finite value,
     /// different row counts in the two files, or an unwritable output.</exception>
-    [<CompiledName("Compute")>]
-    let compute (featuresPath: string, logitsPath: string, options: BakeOptions, outPath: string) : torch.Tensor =
+    [<CompiledName("ComputeBatched")>]
+    let computeBatched (featuresPath: string, logitsPath: string, options: BakeOptions, outPath: string, batchRows: int option, memoryLimitBytes: int64) : torch.Tensor =
+        match batchRows with
+        | Some b when b < 1 -> raise (UsageException($"batch {b}: expected at least 1 row per batch", "batch"))
+        | _ -> ()
         match Validate.bake options with
         | Error problems -> raise (UsageException("invalid BAKE options: " + String.concat "; " problems))
         | Ok _ -> ()
@@ -55,6 +69,30 @@ module SoftTargetFiles =
             if features.shape[0] <> logits.shape[0] then
                 raise (BakeException
                     $"{Path.GetFullPath featuresPath} has {features.shape[0]} rows (features {Tensors.describe features}) but {Path.GetFullPath logitsPath} has {logits.shape[0]} (logits {Tensors.describe logits}): expected one row per sample in both, in the same order")
-            let targets = Propagation.softTargets (features, logits, options)
+            let rows = logits.shape[0]
+            let batch = batchRows |> Option.map int64 |> Option.defaultValue rows |> min rows
+            let needed = peakBytes (batch, int (logits.ElementSize))
+            if needed > memoryLimitBytes then
+                let gb (bytes: int64) = (float bytes / 1e9).ToString("F1", Globalization.CultureInfo.InvariantCulture)
+                let hint = if batchRows.IsNone then ": cut the rows into batches (as training computes targets within each batch)" else ": use smaller batches"
+                raise (UsageException($"{rows} rows as batches of {batch} need about {gb needed} GB for each {batch}×{batch} affinity and its solve, more than the {gb memoryLimitBytes} GB available{hint}", "batch"))
+            let targets =
+                if batch = rows then Propagation.softTargets (features, logits, options)
+                else
+                    let parts =
+                        [| for start in 0L .. batch .. rows - 1L ->
+                               let n = min batch (rows - start)
+                               Propagation.softTargets (features.narrow (0L, start, n), logits.narrow (0L, start, n), options) |]
+                    torch.cat (parts, 0L)
             MatrixFiles.write (outPath, targets)
             targets)
+
+    /// <summary>The memory a batch may use: half of what the machine (or the container's limit) makes available.</summary>
+    [<CompiledName("DefaultMemoryLimit")>]
+    let defaultMemoryLimit () : int64 = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2L
+
+    /// <summary>The soft targets of all rows as one batch, refused when they would not fit in
+    /// <see cref="M:Bake.Core.Interop.SoftTargetFiles.DefaultMemoryLimit"/>.</summary>
+    [<CompiledName("Compute")>]
+    let compute (featuresPath: string, logitsPath: string, options: BakeOptions, outPath: string) : torch.Tensor =
+        computeBatched (featuresPath, logitsPath, options, outPath, None, defaultMemoryLimit ())
