@@ -8,8 +8,21 @@ open System.Threading
 open System.Threading.Tasks
 open Expecto
 open Bake.Core
+open Bake.Core.Data
 open Bake.Core.Tests.TestUtil
 open Bake.Core.Tests.TrainerTests
+
+/// A PNG of the given size and channels (1 gray, 3 RGB, 4 RGBA with a transparent half), pixels from a seed.
+let private writePng (path: string) (width: int) (height: int) (channels: int) (seed: int) =
+    let random = Random seed
+    let colorType = if channels = 1 then SkiaSharp.SKColorType.Gray8 else SkiaSharp.SKColorType.Rgba8888
+    let alpha = if channels = 4 then SkiaSharp.SKAlphaType.Unpremul else SkiaSharp.SKAlphaType.Opaque
+    use bitmap = new SkiaSharp.SKBitmap(SkiaSharp.SKImageInfo(width, height, colorType, alpha))
+    let bytes = Array.init (bitmap.ByteCount) (fun i -> if channels = 4 && i % 4 = 3 then (if i / 4 % width < width / 2 then 0uy else 255uy) else byte (random.Next 256))
+    Runtime.InteropServices.Marshal.Copy(bytes, 0, bitmap.GetPixels(), bytes.Length)
+    use image = SkiaSharp.SKImage.FromBitmap bitmap
+    use data = image.Encode(SkiaSharp.SKEncodedImageFormat.Png, 100)
+    File.WriteAllBytes(path, data.ToArray())
 
 let private run (config: Config) resume report (token: CancellationToken) =
     Trainer.run (config, Settings.ofConfigOrThrow config, resume, Action<TrainingEvent> report, token)
@@ -147,5 +160,28 @@ let tests =
                     Expect.equal last.ExitCode 0 "resumed"
                     Expect.sequenceEqual (summaryWithoutSeconds killed) (summaryWithoutSeconds reference) "killed and resumed = uninterrupted"
                     Expect.isEmpty (Directory.GetFileSystemEntries(killed, ".*.tmp", SearchOption.AllDirectories)) "no temporary file left"))
+        }
+    
+        test "an ImageFolder of mixed sizes, aspect ratios, gray and RGBA images trains (each stored at a common square size)" {
+            withTempDir (fun root ->
+                let sizes = [| 40, 30, 3; 50, 70, 1; 64, 48, 4; 36, 36, 3; 90, 33, 1; 45, 60, 4 |]
+                for split in [ "train"; "test" ] do
+                    for c in [ "cat"; "dog" ] do
+                        let folder = Path.Combine(root, split, c)
+                        Directory.CreateDirectory folder |> ignore
+                        sizes |> Array.iteri (fun i (w, h, channels) -> writePng (Path.Combine(folder, $"{i}.png")) w h channels (i + c.Length))
+                let dataset = Datasets.loadFolder root None ImageFolder.defaultOptions
+                Expect.sequenceEqual dataset.ImageShape [| 3; 30; 30 |] "the smallest side, square"
+                Expect.stringContains dataset.Source "images of different sizes" "says what it did"
+                (dataset :> IDisposable).Dispose()
+                let out = Path.Combine(root, "run")
+                let config =
+                    Configs.defaultJob
+                        [ "TRAIN.DATASET=" + root; "MODEL.TYPE=cnn-tiny"; "OPTIM.MAX_EPOCH=1"; "TRAIN.BATCH_SIZE=4"; "TEST.BATCH_SIZE=12"
+                          "DATA_LOADER.NUM_WORKERS=0"; "LOGGING.TENSORBOARD=False"; "OUT_DIR=" + out ]
+                let outcome = run config false ignore CancellationToken.None
+                Expect.hasLength outcome.History 1 "trained an epoch"
+                Expect.equal outcome.Final.Value.Count 12L "tested on every test image")
+            Expect.equal (ImageFolder.storageSize 375) 256 "large images: 256, whose center 224 crop is the official test view"
         }
     ]

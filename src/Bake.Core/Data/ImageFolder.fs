@@ -11,8 +11,8 @@ open Bake.Core
 type ImageFolderOptions =
     {
         /// <summary>Resize every image so its shorter side is this size, then center-crop a square of it, on decoding.
-        /// Needed when the images differ in size (fine-grained datasets); None keeps the images' own size, which must
-        /// then be the same for all.</summary>
+        /// None: the images' own size when they all have the same one; when they differ (fine-grained datasets such
+        /// as CUB, Dogs, MIT67), the size <see cref="M:Bake.Core.Data.ImageFolder.StorageSize"/> chooses.</summary>
         ImageSize: int option
         /// <summary>Opt-in: leave out images that cannot be decoded (and report how many in the dataset's Source)
         /// instead of failing.</summary>
@@ -133,6 +133,19 @@ module ImageFolder =
         if isNull encoded then raise (BakeException $"{path}: SkiaSharp could not encode a {w}×{h} PNG")
         Files.writeAtomic path (fun stream -> stream.Write(encoded, 0, encoded.Length))
 
+    /// <summary>The width and height an image file's header declares (no pixel is decoded), or None when unreadable.</summary>
+    let private headerSize (path: string) : (int * int) option =
+        try
+            use codec = SKCodec.Create path
+            if isNull codec then None else Some(codec.Info.Width, codec.Info.Height)
+        with _ -> None
+
+    /// <summary>The square size images of different sizes are stored at when no size is given: 256 when the smallest
+    /// side is above 64 pixels (then the presets train on random-resized 224 crops of it and test on its center 224
+    /// crop, the official fine-grained recipe: resize the shorter side to 256, center-crop 224), else the smallest side.</summary>
+    [<CompiledName("StorageSize")>]
+    let storageSize (smallestSide: int) : int = if smallestSide > 64 then 256 else smallestSide
+
     /// <summary>Decodes and brings the image to <paramref name="shape"/>: resized (shorter side) and center-cropped
     /// when an image size is set, otherwise checked to have that shape.</summary>
     let private decodeTo (imageSize: int option) (shape: int[]) (path: string) : byte[] =
@@ -141,7 +154,7 @@ module ImageFolder =
         | None ->
             if h <> shape[1] || w <> shape[2] then
                 DataFile.fail path
-                    $"image is {w}×{h} but the dataset's images are {shape[2]}×{shape[1]}: pass an image size (--image-size) to resize images of different sizes"
+                    $"image is {w}×{h} but the dataset's images are {shape[2]}×{shape[1]} (the sizes sampled at opening agreed): give an image size (ImageFolderOptions.ImageSize; TRAIN.IM_SIZE / TEST.IM_SIZE for training) to resize images of different sizes"
             planar
         | Some size when h = size && w = size -> planar
         | Some size ->
@@ -163,6 +176,19 @@ module ImageFolder =
     /// <summary>Builds a split over files and labels: decodes everything into memory, or keeps the files, and drops
     /// undecodable files when asked. Returns the split, the skipped files and the per-channel statistics.</summary>
     let private makeSplits (source: string) (options: ImageFolderOptions) (train: (string * int)[]) (test: (string * int)[]) =
+        // Without a size, the headers of a seeded sample of up to 256 files (no pixels decoded) tell whether the images
+        // share one size; when they do not, every image is stored at a common square size.
+        let options =
+            match options.ImageSize with
+            | Some _ -> options
+            | None ->
+                let all = Array.append train test
+                let sample = Sampling.shuffledBatches (all.Length, min 256 all.Length, 0, 0, None) |> Array.tryHead |> Option.defaultValue [||]
+                let sizes = sample |> Array.choose (fun i -> headerSize (fst all[i])) |> Array.distinct
+                if sizes.Length > 1 then
+                    let smallest = sizes |> Array.map (fun (w, h) -> min w h) |> Array.min
+                    { options with ImageSize = Some(storageSize smallest) }
+                else options
         let firstShape () =
             let candidates = Seq.append train test |> Seq.map fst
             let rec first (files: string list) =
@@ -238,11 +264,15 @@ module ImageFolder =
                 split, mean, std
         let trainSplit, mean, std = build train
         let testSplit, _, _ = build test
-        trainSplit, testSplit, shape, mean, std, List.ofSeq skipped, inMemory
+        trainSplit, testSplit, shape, mean, std, List.ofSeq skipped, inMemory, options.ImageSize
 
     let private dataset name (source: string) classes (options: ImageFolderOptions) train test =
-        let trainSplit, testSplit, shape, mean, std, skipped, inMemory = makeSplits source options train test
+        let trainSplit, testSplit, shape, mean, std, skipped, inMemory, resized = makeSplits source options train test
         let storage = if inMemory then "in memory" else "decoded on demand"
+        let storage =
+            match resized, options.ImageSize with
+            | Some size, None -> $"{storage}; images of different sizes, each resized (shorter side {size}) and center-cropped to {size}×{size}"
+            | _ -> storage
         let skippedNote =
             match skipped with
             | [] -> ""
