@@ -74,12 +74,14 @@ let tests =
             Expect.isTrue (Array.forall2 (fun (a: byte) (b: byte) -> abs (int a - int b) <= 8) decoded planar) "JPEG within 8 levels"
         }
 
-        test "images of different sizes need an image size, which resizes and center-crops them" {
+        test "images of different sizes are resized and center-cropped: to the size given, else the smallest side" {
             use dir = new TempDir()
             writeImage (Path.Combine(dir.Path, "train", "a", "0.png")) 10 10 (pixels 1 300)
             writeImage (Path.Combine(dir.Path, "train", "a", "1.png")) 12 20 (pixels 2 720)
             writeImage (Path.Combine(dir.Path, "test", "a", "0.png")) 10 10 (pixels 3 300)
-            expectError (fun () -> ImageFolder.load dir.Path inMemory |> ignore) [ "1.png"; "20×12"; "--image-size" ]
+            let automatic = ImageFolder.load dir.Path inMemory
+            Expect.sequenceEqual automatic.ImageShape [| 3; 10; 10 |] "the smallest side (10), square"
+            Expect.stringContains automatic.Source "images of different sizes" "says so"
             let data = ImageFolder.load dir.Path { inMemory with ImageSize = Some 8 }
             Expect.sequenceEqual data.ImageShape [| 3; 8; 8 |] "resized"
             Expect.equal data.Train.Count 2 "both images"

@@ -163,22 +163,14 @@ module Setup =
             (dataset :> IDisposable).Dispose()
             reraise ()
 
-    /// <summary>What <see cref="M:Bake.Core.Setup.Create"/> does once the run directory is known.</summary>
+    /// <summary>What <see cref="M:Bake.Core.Setup.Create"/> does once it holds the run directory's lock.</summary>
     let private createIn (config: Config, settings: TrainingSettings, resume: bool, runDir: string, lock: RunLock) : TrainingSetup =
-        let mutable owned : IDisposable list = [ lock ]
-        try
-            removeLeftovers runDir
-            requireSameRun runDir config
-        with _ ->
-            (lock :> IDisposable).Dispose()
-            reraise ()
-        let existing =
-            try checkpointToContinue runDir settings resume
-            with _ -> (lock :> IDisposable).Dispose(); reraise ()
-        let dataset, testDataset =
-            try loadData settings
-            with _ -> (lock :> IDisposable).Dispose(); reraise ()
-        owned <- [ (if obj.ReferenceEquals(testDataset, dataset) then null else testDataset :> IDisposable); dataset; lock ]
+        // The caller releases the lock if this fails.
+        removeLeftovers runDir
+        requireSameRun runDir config
+        let existing = checkpointToContinue runDir settings resume
+        let dataset, testDataset = loadData settings
+        let mutable owned : IDisposable list = [ (if obj.ReferenceEquals(testDataset, dataset) then null else testDataset :> IDisposable); dataset ]
         let own (d: IDisposable) = owned <- d :: owned
         try
             let train = trainingImages settings dataset
