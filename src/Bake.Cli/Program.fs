@@ -22,6 +22,11 @@ let private flagHint (e: Bake.Core.UsageException) =
         | "count" -> Some "--count"
         | "out" -> Some "--out"
         | "batch" -> Some "bake targets --batch N"
+        | "features" -> Some "--features"
+        | "size" -> Some "--size"
+        | "quality" -> Some "--quality"
+        | "to" -> Some "--to"
+        | "from" -> Some "--from"
         | _ -> None
     let byKey = if e.Message.Contains "OUT_DIR" && e.Parameter <> "resume" then Some "--out sets OUT_DIR" else None
     match Option.orElse byKey byParameter with

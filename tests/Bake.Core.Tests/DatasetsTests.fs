@@ -53,7 +53,7 @@ let tests =
             File.WriteAllText(dir.File "readme.txt", "nothing here")
             let e = throwsWith<BakeException> (fun () -> Datasets.load (dir.Path, None) |> ignore)
             Expect.stringContains e.Message "no supported dataset layout" "says so"
-            Expect.stringContains e.Message "--format" "suggests forcing one"
+            Expect.stringContains e.Message "a format (DATA.FORMAT) forces one" "suggests forcing one"
         }
 
         test "--format forces a layout, and a forced layout that does not fit names the missing file" {

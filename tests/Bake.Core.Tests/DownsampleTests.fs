@@ -92,9 +92,9 @@ let tests =
             Directory.Delete(source, true)
             writeOfficial source
             usageError [| "downsample"; "--from"; source; "--to"; source |] "already exists"
-            usageError [| "downsample"; "--from"; source; "--to"; Path.Combine(source, "small") |] "inside --from"
-            usageError [| "downsample"; "--from"; source; "--to"; target; "--quality"; "0" |] "--quality must be 1–100, got 0"
-            usageError [| "downsample"; "--from"; source; "--to"; target; "--size"; "0" |] "--size must be at least 1, got 0"
+            usageError [| "downsample"; "--from"; source; "--to"; Path.Combine(source, "small") |] "is inside the source"
+            usageError [| "downsample"; "--from"; source; "--to"; target; "--quality"; "0" |] "quality must be 1–100, got 0"
+            usageError [| "downsample"; "--from"; source; "--to"; target; "--size"; "0" |] "size must be at least 1, got 0"
             usageError [| "downsample"; "--from"; source; "--to"; target; "--filter"; "nearest" |] "unknown resampling filter 'nearest'"
             let broken = Path.Combine(source, "train", "n01641577", "images", "n01641577_2.JPEG")
             File.WriteAllBytes(broken, [| 0xFFuy; 0xD8uy; 1uy; 2uy |])

@@ -162,10 +162,10 @@ module Configs =
             |> List.map (fun o ->
                 match o.IndexOf '=' with
                 | i when i > 0 -> Ok(o.Substring(0, i).Trim().ToUpperInvariant(), o.Substring(i + 1))
-                | _ -> Error $"--set {o}: expected KEY=VALUE, e.g. --set TRAIN.OMEGA=0.3")
+                | _ -> Error $"override '{o}': expected KEY=VALUE, e.g. TRAIN.OMEGA=0.3")
         let problems = parsed |> List.choose (function Error e -> Some e | Ok _ -> None)
         if not problems.IsEmpty then Error problems
-        else applyPairs "--set" config (parsed |> List.choose (function Ok p -> Some p | Error _ -> None))
+        else applyPairs "overrides" config (parsed |> List.choose (function Ok p -> Some p | Error _ -> None))
 
     /// <summary>Reads a config file on top of the defaults.</summary>
     /// <exception cref="T:Bake.Core.UsageException">The file is missing or invalid; every problem listed.</exception>

@@ -171,7 +171,7 @@ module Datasets =
                         $"{folder}: no supported dataset layout found (looked for IDX files such as train-images-idx3-ubyte[.gz], "
                         + "CIFAR binary batches (data_batch_1.bin, train.bin), CIFAR Python batches (data_batch_1, train + meta), "
                         + "TinyImageNet (train/ + val/val_annotations.txt) and ImageFolder (train/<class>/ + test/ or val/), "
-                        + "in the folder and its subfolders); --format forces one"
+                        + "in the folder and its subfolders); a format (DATA.FORMAT) forces one"
                     )
                 )
 

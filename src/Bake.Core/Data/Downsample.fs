@@ -48,8 +48,8 @@ module Downsample =
         "TinyImageNet-200's layout: train/<wnid>/images/*.JPEG, val/images/*.JPEG + val/val_annotations.txt (and wnids.txt, words.txt, test/images/)"
 
     let private validate (source: string) (target: string) (options: DownsampleOptions) =
-        if options.Size < 1 then raise (UsageException $"--size must be at least 1, got {options.Size}")
-        if options.Quality < 1 || options.Quality > 100 then raise (UsageException $"--quality must be 1–100, got {options.Quality}")
+        if options.Size < 1 then raise (UsageException($"size must be at least 1, got {options.Size}", "size"))
+        if options.Quality < 1 || options.Quality > 100 then raise (UsageException($"quality must be 1–100, got {options.Quality}", "quality"))
         if not (Directory.Exists source) then raise (BakeException $"{source}: folder not found (expected {layout})")
         let train = Path.Combine(source, "train")
         if not (Directory.Exists train) then DataFile.fail train $"missing folder: expected {layout}"
@@ -57,10 +57,10 @@ module Downsample =
         if not (File.Exists annotations) then DataFile.fail annotations $"missing file: expected {layout}"
         if Directory.GetDirectories train |> Array.isEmpty then DataFile.fail train $"no class folders: expected {layout}"
         if File.Exists target || Directory.Exists target then
-            raise (UsageException $"{target} already exists: choose another --to, or remove it first")
+            raise (UsageException($"{target} already exists: choose another target folder, or remove it first", "to"))
         let inside = source.TrimEnd(Path.DirectorySeparatorChar) + string Path.DirectorySeparatorChar
         if target.StartsWith(inside, StringComparison.Ordinal) then
-            raise (UsageException $"--to {target} is inside --from {source}: write the copy elsewhere")
+            raise (UsageException($"the target {target} is inside the source {source}: write the copy elsewhere", "to"))
 
     /// <summary>Resizes and re-encodes one image file.</summary>
     let private convert (options: DownsampleOptions) (path: string) : byte[] =
@@ -87,8 +87,8 @@ module Downsample =
     /// undecodable image or an unwritable target; the message names the file.</exception>
     [<CompiledName("Run")>]
     let run (source: string, target: string, options: DownsampleOptions, progress: string -> unit) : DownsampleSummary =
-        if String.IsNullOrWhiteSpace source then raise (UsageException "no source folder given (--from)")
-        if String.IsNullOrWhiteSpace target then raise (UsageException "no target folder given (--to)")
+        if String.IsNullOrWhiteSpace source then raise (UsageException("no source folder given", "from"))
+        if String.IsNullOrWhiteSpace target then raise (UsageException("no target folder given", "to"))
         let source = Path.GetFullPath source
         let target = Path.GetFullPath(target).TrimEnd(Path.DirectorySeparatorChar)
         validate source target options

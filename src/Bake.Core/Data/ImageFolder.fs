@@ -212,7 +212,7 @@ module ImageFolder =
             if inMemory then
                 if int64 entries.Length * imageBytes > int64 Array.MaxLength then
                     DataFile.fail source
-                        $"{entries.Length} images of {imageBytes} bytes do not fit in one in-memory array: decode them on demand instead (--on-demand / InMemory = Some false)"
+                        $"{entries.Length} images of {imageBytes} bytes do not fit in one in-memory array: decode them on demand instead (the InMemory option set to false)"
                 // Every image decoded straight into its slot of one array; failures kept by index.
                 let data = Array.zeroCreate<byte> (entries.Length * int imageBytes)
                 let ok = Array.zeroCreate<bool> entries.Length

@@ -271,14 +271,14 @@ module Checkpoints =
             | "pth" -> [ ".pth"; ".pt" ]
             | "onnx" -> [ ".onnx" ]
             | other -> raise (UsageException $"unknown export format '{other}': expected safetensors, pth or onnx")
-        if onnxFeatures && format <> "onnx" then raise (UsageException $"--features: only the onnx format has a features output, not {format}")
+        if onnxFeatures && format <> "onnx" then raise (UsageException($"features: only the onnx format has a features output, not {format}", "features"))
         out
         |> Option.iter (fun file ->
             let extension = Path.GetExtension(file).ToLowerInvariant()
             if not (List.contains extension extensions) then
                 let expected = String.Join(" or ", extensions)
                 let article = if format = "onnx" then "an" else "a"
-                raise (UsageException $"--out {file}: {article} {format} file should end in {expected}"))
+                raise (UsageException($"{file}: {article} {format} file should end in {expected}", "out")))
         let checkpoint = ofPath path
         let state, model = loadModel checkpoint
         use model = model
