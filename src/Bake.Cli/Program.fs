@@ -27,8 +27,7 @@ let private flagHint (e: Bake.Core.UsageException) =
     | Some hint -> $" ({hint})"
     | None -> ""
 
-[<EntryPoint>]
-let main argv =
+let private run argv =
     Bake.Core.Runtime.usePassiveOpenMpWait ()
     let parser = ArgumentParser.Create<BakeArgs>(programName = "bake")
     try
@@ -74,3 +73,15 @@ let main argv =
     | :? Bake.Core.BakeException as e ->
         eprintfn "bake: %s" e.Message
         1
+
+/// Under mpirun (docs/distributed.md) the exit goes through MPI: MPI_Finalize on success, MPI_Abort on a failure, so
+/// that a rank that fails ends the ranks waiting for it in a collective.
+[<EntryPoint>]
+let main argv =
+    let code =
+        try run argv
+        with e when Bake.Core.Distributed.World.IsCreated ->
+            // A bug: shown in full, then every rank ends instead of waiting for this one.
+            eprintfn "bake: %O" e
+            1
+    if Bake.Core.Distributed.World.IsCreated then Bake.Core.Distributed.World.Current.Exit code else code

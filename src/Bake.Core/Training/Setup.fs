@@ -5,6 +5,7 @@ open System.IO
 open TorchSharp
 open Bake.Core.Data
 open Bake.Core.Models
+open Bake.Core.Distributed
 
 /// <summary>Everything a training run is set up with (pycls's <c>setup_model</c> and loaders): the run directory,
 /// the data and its transforms, the model, the optimizer, the method's carried state, and the checkpoint it continues.
@@ -34,12 +35,12 @@ type TrainingSetup =
       Resumed: (string * CheckpointState) option
       /// <summary>What the user should know before training starts (e.g. a resume with another thread count).</summary>
       Warnings: string list
-      /// <summary>This process's hold on the run directory.</summary>
+      /// <summary>This process's hold on the run directory (null on MPI ranks other than 0, which never write it).</summary>
       Lock: RunLock }
 
     interface IDisposable with
         member this.Dispose() =
-            (this.Lock :> IDisposable).Dispose()
+            if not (isNull (box this.Lock)) then (this.Lock :> IDisposable).Dispose()
             (this.Carried :> IDisposable).Dispose()
             this.Optimizer.Dispose()
             this.Model.Dispose()
@@ -177,21 +178,31 @@ module Setup =
     let create (config: Config, settings: TrainingSettings, resume: bool) : TrainingSetup =
         if String.IsNullOrWhiteSpace settings.OutDir then raise (UsageException "OUT_DIR is empty: name the run directory")
         let runDir = Path.GetFullPath settings.OutDir
-        probeWritable runDir
-        let lock = RunLock.Acquire runDir
+        // On several processes rank 0 alone checks, locks and writes the run directory; the others wait for its
+        // checks and then read the same checkpoint (a directory all ranks see, docs/distributed.md).
+        let world = World.Current
+        DataParallel.requireSupported (world, settings)
+        let lock =
+            if world.IsRoot then
+                probeWritable runDir
+                let lock = RunLock.Acquire runDir
+                try
+                    removeLeftovers runDir
+                    requireSameRun runDir config
+                with _ ->
+                    (lock :> IDisposable).Dispose()
+                    reraise ()
+                lock
+            else Unchecked.defaultof<RunLock>
+        let release () = if not (isNull (box lock)) then (lock :> IDisposable).Dispose()
         let mutable owned : IDisposable list = [ lock ]
-        try
-            removeLeftovers runDir
-            requireSameRun runDir config
-        with _ ->
-            (lock :> IDisposable).Dispose()
-            reraise ()
         let existing =
             try checkpointToContinue runDir settings resume
-            with _ -> (lock :> IDisposable).Dispose(); reraise ()
+            with _ -> release (); reraise ()
+        world.Barrier()
         let dataset, testDataset =
             try loadData settings
-            with _ -> (lock :> IDisposable).Dispose(); reraise ()
+            with _ -> release (); reraise ()
         owned <- [ (if obj.ReferenceEquals(testDataset, dataset) then null else testDataset :> IDisposable); dataset; lock ]
         let own (d: IDisposable) = owned <- d :: owned
         try
@@ -225,7 +236,9 @@ module Setup =
                     for pair in carried.Tensors |> Seq.toList do
                         if pair.Value.device <> device then carried.Set(pair.Key, pair.Value.``to`` device)
                     None
-            RunDirectory.writeConfig (runDir, config)
+            // Identical weights on every rank: a fresh run's seeded initialisation, or the checkpoint, from rank 0.
+            DataParallel.broadcastModel (world, model)
+            if world.IsRoot then RunDirectory.writeConfig (runDir, config)
             let threads = torch.get_num_threads ()
             let warnings =
                 match resumed with
