@@ -63,6 +63,35 @@ let private workerCase (case: string) =
     Expect.equal code 0 $"mpirun exit code 0:\n{output}"
     for rank in 0 .. 1 do Expect.stringContains output $"rank {rank}: ok" $"rank {rank} passed:\n{output}"
 
+/// summary.csv without the wall-clock `seconds` column.
+let private summaryWithoutSeconds (runDir: string) =
+    File.ReadAllLines(Path.Combine(runDir, "summary.csv")) |> Array.map (fun line -> line.Substring(0, line.LastIndexOf ','))
+
+/// `bake train` of a tiny BAKE run on 2 ranks: 3 epochs of 10 images per class, batch 16 (8 per rank).
+let private trainArgs (outDir: string) =
+    [ "MODEL.TYPE=cnn-tiny"; "TRAIN.PER_CLASS=10"; "TRAIN.BATCH_SIZE=16"; "OPTIM.MAX_EPOCH=3"; "TEST.BATCH_SIZE=500"; "DATA_LOADER.NUM_WORKERS=1" ]
+    |> List.map (fun s -> $"--set {s}")
+    |> String.concat " "
+    |> sprintf "train --out \"%s\" %s" outDir
+
+/// Starts `mpirun -np 2 dotnet bake.dll train …` and kills the whole process tree (mpirun and both ranks, SIGKILL)
+/// as soon as the first epoch's checkpoint is complete.
+let private trainKilledAfterFirstCheckpoint (bake: string) (outDir: string) =
+    let start = ProcessStartInfo("mpirun", $"{mpirunOptions} -np 2 -x OMP_NUM_THREADS=1 dotnet \"{bake}\" {trainArgs outDir}", RedirectStandardOutput = true, RedirectStandardError = true)
+    start.Environment["OMP_WAIT_POLICY"] <- "PASSIVE"
+    use p = Process.Start start
+    let out = p.StandardOutput.ReadToEndAsync()
+    let err = p.StandardError.ReadToEndAsync()
+    let clock = Stopwatch.StartNew()
+    while not p.HasExited && clock.Elapsed.TotalSeconds < 120.0 && (Checkpoints.resolve (outDir, "last")).IsNone do
+        Threading.Thread.Sleep 20
+    let killed = not p.HasExited
+    if killed then p.Kill true
+    p.WaitForExit()
+    out.Result |> ignore
+    err.Result |> ignore
+    killed
+
 [<Tests>]
 let tests =
     testList "Distributed" [
@@ -98,5 +127,27 @@ let tests =
             mpiTest "the binding: all-reduce, broadcast, all-gather(v), barrier on tensors" (fun () -> workerCase "collectives")
             mpiTest "(a) one step on 2 ranks × N/2 = one process × N (BN in eval mode; vanilla and BAKE with GLOBAL_KE)" (fun () -> workerCase "step")
             mpiTest "(b) GLOBAL_KE: every sample's soft targets equal the single-process batch's" (fun () -> workerCase "targets")
+            mpiTest "bake train on 2 ranks: rank 0 alone writes the run; killed after a checkpoint, the same command resumes it to the uninterrupted run's summary" (fun () ->
+                let bake = Path.Combine(AppContext.BaseDirectory, "bake.dll")
+                let whole = Directory.CreateTempSubdirectory("bake-mpi-whole-").FullName
+                let split = Directory.CreateTempSubdirectory("bake-mpi-split-").FullName
+                try
+                    let clock = Stopwatch.StartNew()
+                    let code, output = runMpi 2 bake (trainArgs whole) 180
+                    printfn "    uninterrupted 2-rank run: %.1f s" clock.Elapsed.TotalSeconds
+                    Expect.equal code 0 $"uninterrupted run:\n{output}"
+                    let finals = output.Split('\n') |> Array.filter (fun l -> l.StartsWith "final epoch")
+                    Expect.hasLength finals 1 "one rank reports"
+                    let starts = File.ReadAllLines(Path.Combine(whole, "log.jsonl")) |> Array.filter (fun l -> l.Contains "\"start\"")
+                    Expect.hasLength starts 1 "one start line (rank 0 alone writes log.jsonl)"
+                    Expect.stringContains starts[0] "\"processes\":2" "the start line records 2 processes"
+                    Expect.hasLength (summaryWithoutSeconds whole) 4 "header and 3 epochs"
+                    Expect.isTrue (trainKilledAfterFirstCheckpoint bake split) "killed during training"
+                    Expect.isLessThan (summaryWithoutSeconds split).Length 4 "the killed run did not finish"
+                    let code, output = runMpi 2 bake (trainArgs split) 180
+                    Expect.equal code 0 $"resumed run:\n{output}"
+                    Expect.sequenceEqual (summaryWithoutSeconds split) (summaryWithoutSeconds whole) "resumed = uninterrupted"
+                finally
+                    for dir in [ whole; split ] do (try Directory.Delete(dir, true) with _ -> ()))
         ]
     ]

@@ -94,6 +94,15 @@ module DataParallel =
             for p in model.parameters () do world.Broadcast(p, 0)
             for b in model.buffers () do world.Broadcast(b, 0)
 
+    /// <summary>Copies rank 0's buffers (BN running statistics, which each rank updates from its own shard) into
+    /// every rank's model, as DDP does: called at the end of every epoch, so evaluation and checkpoints see one
+    /// model, and a resumed run (whose ranks all load rank 0's checkpoint) continues exactly.</summary>
+    [<CompiledName("BroadcastBuffers")>]
+    let broadcastBuffers (world: World, model: torch.nn.Module) : unit =
+        if world.IsDistributed then
+            use _ = torch.no_grad ()
+            for b in model.buffers () do world.Broadcast(b, 0)
+
     /// <summary>Averages the gradients over the ranks before the optimizer step, in buckets of about
     /// <see cref="F:Bake.Core.Distributed.DataParallel.BucketElements"/> elements: each rank's gradient (of its loss
     /// averaged over its shard) is weighted by its share of the global batch and the weighted gradients are summed,

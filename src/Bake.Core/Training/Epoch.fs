@@ -141,4 +141,5 @@ module Epoch =
                 log record
                 windowClock.Restart()
                 windowImages <- 0L
+        DataParallel.broadcastBuffers (world, setup.Model)
         if progress.Iterations < iterations then Interrupted progress else Completed(progress, iterations)
