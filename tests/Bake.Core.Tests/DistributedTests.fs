@@ -67,9 +67,10 @@ let private workerCase (case: string) =
 let private summaryWithoutSeconds (runDir: string) =
     File.ReadAllLines(Path.Combine(runDir, "summary.csv")) |> Array.map (fun line -> line.Substring(0, line.LastIndexOf ','))
 
-/// `bake train` of a tiny BAKE run on 2 ranks: 3 epochs of 10 images per class, batch 16 (8 per rank).
+/// `bake train` of a tiny BAKE run on 2 ranks (GLOBAL_KE, the default, and SyncBN): 3 epochs of 10 images per class,
+/// batch 16 (8 per rank).
 let private trainArgs (outDir: string) =
-    [ "MODEL.TYPE=cnn-tiny"; "TRAIN.PER_CLASS=10"; "TRAIN.BATCH_SIZE=16"; "OPTIM.MAX_EPOCH=3"; "TEST.BATCH_SIZE=500"; "DATA_LOADER.NUM_WORKERS=1" ]
+    [ "MODEL.TYPE=cnn-tiny"; "TRAIN.PER_CLASS=10"; "TRAIN.BATCH_SIZE=16"; "OPTIM.MAX_EPOCH=3"; "TRAIN.SYNC_BN=True"; "TEST.BATCH_SIZE=500"; "DATA_LOADER.NUM_WORKERS=1" ]
     |> List.map (fun s -> $"--set {s}")
     |> String.concat " "
     |> sprintf "train --out \"%s\" %s" outDir
@@ -127,6 +128,7 @@ let tests =
             mpiTest "the binding: all-reduce, broadcast, all-gather(v), barrier on tensors" (fun () -> workerCase "collectives")
             mpiTest "(a) one step on 2 ranks × N/2 = one process × N (BN in eval mode; vanilla and BAKE with GLOBAL_KE)" (fun () -> workerCase "step")
             mpiTest "(b) GLOBAL_KE: every sample's soft targets equal the single-process batch's" (fun () -> workerCase "targets")
+            mpiTest "(c) SyncBN: BN statistics, logits and the step's weights equal the full batch's" (fun () -> workerCase "syncbn")
             mpiTest "bake train on 2 ranks: rank 0 alone writes the run; killed after a checkpoint, the same command resumes it to the uninterrupted run's summary" (fun () ->
                 let bake = Path.Combine(AppContext.BaseDirectory, "bake.dll")
                 let whole = Directory.CreateTempSubdirectory("bake-mpi-whole-").FullName

@@ -16,6 +16,11 @@ let private maxDiff (a: torch.Tensor) (b: torch.Tensor) =
 
 exception private CheckFailed of string
 
+/// One whole line per write, so that the ranks' lines do not interleave in mpirun's merged output.
+let private say (line: string) =
+    Console.Out.Write(line + "\n")
+    Console.Out.Flush()
+
 let private require (_: World) (condition: bool) (what: string) =
     if not condition then raise (CheckFailed what)
 
@@ -89,7 +94,7 @@ let private step (world: World) (methodName: string) =
     train world model localImages localLabels shard (DataParallel.globalBatch (world, true, offset)) (float shard.Length / float all.Length)
     let diff = Seq.zip (reference.parameters ()) (model.parameters ()) |> Seq.map (fun (a, b) -> maxDiff a b) |> Seq.max
     let moved = Seq.zip (reference.parameters ()) ((tinyModel ()).parameters ()) |> Seq.map (fun (a, b) -> maxDiff a b) |> Seq.max
-    printfn "rank %d: %s weights max |Δ| = %.3g (the step moved them by up to %.3g)" world.Rank methodName diff moved
+    say (sprintf "rank %d: %s weights max |Δ| = %.3g (the step moved them by up to %.3g)" world.Rank methodName diff moved)
     require world (moved > 1e-4) "the step changed the weights"
     require world (diff < 1e-5) $"{methodName}: updated weights equal the single-process step's"
 
@@ -114,9 +119,52 @@ let private targets (world: World) =
     let diff = maxDiff actual expectedRows
     use localOnly = Propagation.softTargets (localFeatures, localLogits, options)
     let localDiff = maxDiff localOnly expectedRows
-    printfn "rank %d: GLOBAL_KE soft targets max |Δ| = %.3g (per-rank ensembling differs by %.3g)" world.Rank diff localDiff
+    say (sprintf "rank %d: GLOBAL_KE soft targets max |Δ| = %.3g (per-rank ensembling differs by %.3g)" world.Rank diff localDiff)
     require world (diff < 1e-6) "global soft targets equal the single-process batch's"
     require world (localDiff > 1e-3) "the check can fail: a per-rank ensemble differs"
+
+/// (c) SyncBN: in training mode, BN's batch statistics on 2 ranks × N/2 are the full batch's: the running statistics,
+/// the logits of every sample and the weights after one SGD step of CE equal the single-process step's.
+let private syncBn (world: World) =
+    let anchors = 8
+    let images, labels = batch anchors 4
+    use images = images
+    use labels = labels
+    let stepOn (on: World) (model: Classifier) (images: torch.Tensor) (labels: torch.Tensor) weight =
+        model.train ()
+        use optimizer = torch.optim.SGD (model.parameters (), 0.1)
+        use scope = torch.NewDisposeScope()
+        optimizer.zero_grad ()
+        let logits = model.forward images
+        use loss = torch.nn.functional.cross_entropy (logits, labels)
+        loss.backward ()
+        DataParallel.averageGradients (on, model, weight)
+        optimizer.step () |> ignore
+        logits.detach().clone().MoveToOuterDisposeScope ()
+    let statistics (model: Classifier) = model.buffers () |> Seq.filter (fun b -> b.dtype = torch.float32) |> Array.ofSeq
+    use reference = tinyModel ()
+    use expectedLogits = stepOn World.Single reference images labels 1.0
+    let all = Array.init (2 * anchors) id
+    let shard = (DataParallel.shardBatch (all, 1, world.Size, world.Rank)).Value
+    use index = torch.tensor (shard |> Array.map int64)
+    use localImages = images.index_select (0L, index)
+    use localLabels = labels.index_select (0L, index)
+    let run synced =
+        let model = tinyModel ()
+        DataParallel.broadcastModel (world, model)
+        use _hooks = if synced then SyncBatchNorm.attach (world, model) else { new IDisposable with member _.Dispose() = () }
+        use logits = stepOn world model localImages localLabels (float shard.Length / float all.Length)
+        use expectedRows = expectedLogits.index_select (0L, index)
+        let statsDiff = Seq.zip (statistics reference) (statistics model) |> Seq.map (fun (a, b) -> maxDiff a b) |> Seq.max
+        let weightDiff = Seq.zip (reference.parameters ()) (model.parameters ()) |> Seq.map (fun (a, b) -> maxDiff a b) |> Seq.max
+        let logitDiff = maxDiff logits expectedRows
+        model.Dispose()
+        statsDiff, logitDiff, weightDiff
+    let stats, logits, weights = run true
+    let plainStats, plainLogits, _ = run false
+    say (sprintf "rank %d: SyncBN max |Δ| running statistics = %.3g, logits = %.3g, weights after the step = %.3g (per-rank BN: %.3g, %.3g)" world.Rank stats logits weights plainStats plainLogits)
+    require world (stats < 1e-5 && logits < 1e-4 && weights < 1e-5) "SyncBN equals the full batch's BN"
+    require world (plainStats > 1e-4 && plainLogits > 1e-3) "the check can fail: per-rank BN differs"
 
 /// Runs one case on this rank.
 let run (case: string) : int =
@@ -127,11 +175,12 @@ let run (case: string) : int =
             | "collectives" -> collectives world
             | "step" -> step world "vanilla"; step world "bake"
             | "targets" -> targets world
+            | "syncbn" -> syncBn world
             | other -> raise (CheckFailed $"unknown case {other}")
-            printfn "rank %d: ok" world.Rank
+            say (sprintf "rank %d: ok" world.Rank)
             0
         with
-        | CheckFailed what -> printfn "rank %d: FAILED %s" world.Rank what; 1
-        | e -> printfn "rank %d: FAILED %O" world.Rank e; 1
+        | CheckFailed what -> say (sprintf "rank %d: FAILED %s" world.Rank what); 1
+        | e -> say (sprintf "rank %d: FAILED %O" world.Rank e); 1
     Console.Out.Flush()
     world.Exit code

@@ -238,6 +238,8 @@ module Setup =
                     None
             // Identical weights on every rank: a fresh run's seeded initialisation, or the checkpoint, from rank 0.
             DataParallel.broadcastModel (world, model)
+            // SyncBN: hooks that live as long as the model (nothing on one process, where BN sees the whole batch).
+            if Keys.TRAIN.SYNC_BN.Of config then SyncBatchNorm.attach (world, model) |> ignore
             if world.IsRoot then RunDirectory.writeConfig (runDir, config)
             let threads = torch.get_num_threads ()
             let warnings =
