@@ -166,6 +166,27 @@ let private syncBn (world: World) =
     require world (stats < 1e-5 && logits < 1e-4 && weights < 1e-5) "SyncBN equals the full batch's BN"
     require world (plainStats > 1e-4 && plainLogits > 1e-3) "the check can fail: per-rank BN differs"
 
+/// Not a check, a measurement (docs/distributed.md): the time of one gradient all-reduce (in DataParallel's 16 MiB
+/// buckets) for resnet18 and resnet50 at 1000 classes, and of BAKE's GLOBAL_KE all-gather (features and logits of
+/// 64 images per rank), median of 10 after 2 warm-ups.
+let private costs (world: World) =
+    let median (action: unit -> unit) =
+        for _ in 1 .. 2 do action ()
+        let times = Array.init 10 (fun _ -> let c = Diagnostics.Stopwatch.StartNew() in action (); c.Elapsed.TotalMilliseconds)
+        Array.sortInPlace times
+        times[5]
+    for name, featureWidth in [ "resnet18", 512L; "resnet50", 2048L ] do
+        use model = Models.create (name, 1000, 3, 224)
+        for p in model.parameters () do p.grad <- torch.ones_like p
+        let count = model.parameters () |> Seq.sumBy (fun p -> p.numel ())
+        let reduce = median (fun () -> DataParallel.averageGradients (world, model, 1.0 / float world.Size))
+        use features = torch.randn (64L, featureWidth)
+        use logits = torch.randn (64L, 1000L)
+        let gather = median (fun () -> (world.AllGather features).Dispose(); (world.AllGather logits).Dispose())
+        if world.IsRoot then
+            say (sprintf "%s: %d gradients (%.1f MB float32): all-reduce %.1f ms; GLOBAL_KE all-gather of 64×%d features + 64×1000 logits per rank: %.2f ms"
+                     name count (float count * 4.0 / 1e6) reduce featureWidth gather)
+
 /// Runs one case on this rank.
 let run (case: string) : int =
     let world = World.Current
@@ -176,6 +197,7 @@ let run (case: string) : int =
             | "step" -> step world "vanilla"; step world "bake"
             | "targets" -> targets world
             | "syncbn" -> syncBn world
+            | "costs" -> costs world
             | other -> raise (CheckFailed $"unknown case {other}")
             say (sprintf "rank %d: ok" world.Rank)
             0
