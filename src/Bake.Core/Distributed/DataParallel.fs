@@ -149,15 +149,6 @@ module DataParallel =
             let reduced = vector.data<float>().ToArray()
             reduced[0], List.mapi (fun i (name, _) -> name, reduced[3 + i]) terms, int64 reduced[1], int64 reduced[2]
 
-    /// <summary>A view of a split restricted to some of its images.</summary>
-    [<CompiledName("Subset")>]
-    let subset (split: ISplit, kept: int[]) : ISplit =
-        let labels = kept |> Array.map (fun i -> split.Labels[i])
-        { new ISplit with
-            member _.Count = kept.Length
-            member _.Labels = labels
-            member _.Load indices = split.Load(indices |> Array.map (fun i -> kept[i])) }
-
     /// <summary>Clean test metrics with the test split sharded: each rank evaluates a contiguous part, the logits and
     /// labels are gathered in order, and every rank computes the metrics of the whole split (equal to
     /// <see cref="M:Bake.Core.Evaluation.Evaluate"/> up to the batching of the forward passes).</summary>
@@ -167,7 +158,7 @@ module DataParallel =
         else
             let count = dataset.Test.Count
             let lo, hi = world.Rank * count / world.Size, (world.Rank + 1) * count / world.Size
-            let part = subset (dataset.Test, [| lo .. hi - 1 |])
+            let part = Split.subset dataset.Test [| lo .. hi - 1 |]
             let logits, labels =
                 if part.Count > 0 then Evaluation.logits (model, part, transform, dataset.Mean, dataset.Std, batchSize, device, workers, Clean)
                 else torch.zeros ([| 0L; int64 dataset.Classes.Length |], dtype = torch.float64), torch.zeros ([| 0L |], dtype = torch.int64)

@@ -51,14 +51,6 @@ type TrainingSetup =
 [<RequireQualifiedAccess>]
 module Setup =
 
-    /// <summary>A view of a split restricted to some of its images.</summary>
-    let private subset (split: ISplit) (kept: int[]) : ISplit =
-        let labels = kept |> Array.map (fun i -> split.Labels[i])
-        { new ISplit with
-            member _.Count = kept.Length
-            member _.Labels = labels
-            member _.Load indices = split.Load(indices |> Array.map (fun i -> kept[i])) }
-
     /// <summary>Splits a training split per class, in a seeded shuffle: the first <paramref name="holdoutPerClass"/>
     /// images of each class are held out (for calibration), the next <paramref name="perClass"/> (all when 0) train.
     /// Returns (training, held-out); each keeps the original order of its images.</summary>
@@ -75,7 +67,7 @@ module Setup =
                 let rest = Array.skip (min holdoutPerClass members.Length) members
                 if perClass > 0 then Array.truncate perClass rest else rest)
             |> Array.sort
-        subset split training, subset split held
+        Split.subset split training, Split.subset split held
 
     /// <summary>The images a run trains on: the training split less held-out images, at most TRAIN.PER_CLASS per class.</summary>
     [<CompiledName("TrainingImages")>]
