@@ -65,7 +65,9 @@ let private run argv =
         eprintfn "bake: %s (see --help)" (first.Trim().Replace("ERROR: ", ""))
         2
     | :? Bake.Core.UsageException as e ->
-        eprintfn "bake: %s%s" e.Message (flagHint e)
+        // Under mpirun every rank reads the same configuration: rank 0 alone reports a usage mistake.
+        if not Bake.Core.Distributed.World.IsCreated || Bake.Core.Distributed.World.Current.IsRoot then
+            eprintfn "bake: %s%s" e.Message (flagHint e)
         2
     | :? Bake.Core.Data.DatasetNotFetchedException as e ->
         eprintfn "bake: %s (bake data fetch %s)" e.Message e.Name

@@ -115,6 +115,11 @@ let tests =
                 Expect.equal (DataParallel.shardBatch ([| 5; 6; 7; 8; 9 |], 0, 2, 1)).Value [| 7; 8; 9 |] "rank 1 of a plain batch"
                 Expect.throwsT<ArgumentException> (fun () -> DataParallel.shardBatch ([| 1; 2; 3 |], 1, 2, 0) |> ignore) "3 is not anchors × 2"
             }
+            test "without Open MPI, a run of several processes stops naming the Debian packages" {
+                let e = Expect.throwsC (fun () -> Mpi.Require "libmpi-not-installed.so.40" |> ignore) id
+                Expect.isTrue (e :? BakeException) "a BakeException (exit 1, no stack trace)"
+                Expect.stringContains e.Message "apt-get install openmpi-bin libopenmpi3" "names the packages"
+            }
             test "one process: the world is the identity and loads no MPI" {
                 let world = World.Single
                 Expect.equal (world.Rank, world.Size, world.IsDistributed) (0, 1, false) "rank 0 of 1"
@@ -129,6 +134,17 @@ let tests =
             mpiTest "(a) one step on 2 ranks × N/2 = one process × N (BN in eval mode; vanilla and BAKE with GLOBAL_KE)" (fun () -> workerCase "step")
             mpiTest "(b) GLOBAL_KE: every sample's soft targets equal the single-process batch's" (fun () -> workerCase "targets")
             mpiTest "(c) SyncBN: BN statistics, logits and the step's weights equal the full batch's" (fun () -> workerCase "syncbn")
+            mpiTest "bake train on 2 ranks refuses DLB (its batches cannot be sharded): exit 2, one message, nothing trained" (fun () ->
+                let bake = Path.Combine(AppContext.BaseDirectory, "bake.dll")
+                let dir = Directory.CreateTempSubdirectory("bake-mpi-dlb-").FullName
+                try
+                    let code, output = runMpi 2 bake $"train --out \"{dir}\" --set METHOD.NAME=dlb --set TRAIN.USE_BAKE=False --set TRAIN.INTRA_IMGS=0" 120
+                    Expect.equal code 2 $"usage exit code:\n{output}"
+                    let messages = output.Split('\n') |> Array.filter (fun l -> l.Contains "bake: METHOD.NAME dlb")
+                    Expect.hasLength messages 1 $"rank 0 alone reports it:\n{output}"
+                    Expect.isNone (Checkpoints.resolve (dir, "last")) "nothing trained"
+                finally
+                    try Directory.Delete(dir, true) with _ -> ())
             mpiTest "bake train on 2 ranks: rank 0 alone writes the run; killed after a checkpoint, the same command resumes it to the uninterrupted run's summary" (fun () ->
                 let bake = Path.Combine(AppContext.BaseDirectory, "bake.dll")
                 let whole = Directory.CreateTempSubdirectory("bake-mpi-whole-").FullName

@@ -84,11 +84,14 @@ type Mpi private (library: nativeint) =
 
     /// <summary>Loads libmpi.so.40 and initialises MPI (once per process).</summary>
     /// <exception cref="T:Bake.Core.BakeException">Open MPI is not installed: the message names the Debian packages.</exception>
-    static member Load() : Mpi =
-        match NativeLibrary.TryLoad MpiNative.Library with
-        | true, library -> Mpi library
+    static member Load() : Mpi = Mpi(Mpi.Require MpiNative.Library)
+
+    /// <summary>Loads a library by name, or fails naming the packages that provide Open MPI.</summary>
+    static member Require(name: string) : nativeint =
+        match NativeLibrary.TryLoad name with
+        | true, library -> library
         | _ ->
-            raise (BakeException $"this run has more than one process but Open MPI's {MpiNative.Library} cannot be loaded: install Open MPI 4 (Debian/Ubuntu: apt-get install openmpi-bin libopenmpi3)")
+            raise (BakeException $"this run has more than one process but Open MPI's {name} cannot be loaded: install Open MPI 4 (Debian/Ubuntu: apt-get install openmpi-bin libopenmpi3)")
 
     /// <summary>This process's rank in MPI_COMM_WORLD.</summary>
     member _.Rank = rank
