@@ -33,8 +33,7 @@ let private flagHint (e: Bake.Core.UsageException) =
     | Some hint -> $" ({hint})"
     | None -> ""
 
-[<EntryPoint>]
-let main argv =
+let private run argv =
     Bake.Core.Runtime.usePassiveOpenMpWait ()
     let parser = ArgumentParser.Create<BakeArgs>(programName = "bake")
     try
@@ -72,7 +71,9 @@ let main argv =
         eprintfn "bake: %s (see --help)" (first.Trim().Replace("ERROR: ", ""))
         2
     | :? Bake.Core.UsageException as e ->
-        eprintfn "bake: %s%s" e.Message (flagHint e)
+        // Under mpirun every rank reads the same configuration: rank 0 alone reports a usage mistake.
+        if not Bake.Core.Distributed.World.IsCreated || Bake.Core.Distributed.World.Current.IsRoot then
+            eprintfn "bake: %s%s" e.Message (flagHint e)
         2
     | :? Bake.Core.Data.DatasetNotFetchedException as e ->
         eprintfn "bake: %s (bake data fetch %s)" e.Message e.Name
@@ -89,3 +90,11 @@ let main argv =
         eprintfn "bake: %s: %s" (e.GetType().Name) e.Message
         if Environment.GetEnvironmentVariable "BAKE_DEBUG" = "1" then eprintfn "%O" e
         1
+
+/// Under mpirun (docs/distributed.md) the exit goes through MPI: MPI_Finalize on success, MPI_Abort on a failure, so
+/// that a rank that fails ends the ranks waiting for it in a collective.
+[<EntryPoint>]
+let main argv =
+    // run reports every error itself (one line, an exit code), so a failing rank always reaches the exit below.
+    let code = run argv
+    if Bake.Core.Distributed.World.IsCreated then Bake.Core.Distributed.World.Current.Exit code else code

@@ -89,7 +89,7 @@ let train (args: ParseResults<TrainArgs>) : int =
                 e.Cancel <- true
                 cancellation.Cancel())
         let outcome = Trainer.run (config, settings, args.Contains Resume, Terminal.trainingReporter settings.LogPeriod, cancellation.Token)
-        Terminal.printOutcome outcome
+        if Distributed.World.Current.IsRoot then Terminal.printOutcome outcome
         if outcome.Cancelled then 130 else 0
 
 let private parseList (option: string) (text: string) (parse: string -> 'T option) (expected: string) : 'T list =

@@ -90,13 +90,21 @@ module Losses =
     let vanilla (logits: torch.Tensor, labels: torch.Tensor) : Loss =
         weighted [| { Name = "ce"; Weight = 1.0; Value = crossEntropy (logits, labels) } |]
 
+    /// <summary>The BAKE loss towards soft targets computed elsewhere (over the global batch of data-parallel
+    /// training, <c>BakeMethod</c>): the CE term given, plus λ·τ²·KL(Q ‖ softmax(z/τ)) averaged over the N rows here.</summary>
+    /// <param name="ce">The CE term (hard or soft labels).</param>
+    /// <param name="logits">z, N×K.</param>
+    /// <param name="targets">Q, N×K; used detached.</param>
+    /// <param name="options">τ and λ.</param>
+    [<CompiledName("BakeTowards")>]
+    let bakeTowards (ce: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, options: BakeOptions) : Loss =
+        let kd = distillation (logits, targets, options.Temperature)
+        weighted [| { Name = "ce"; Weight = 1.0; Value = ce }; { Name = "kd"; Weight = options.Lambda; Value = kd } |]
+
     /// <summary>CE plus λ·KD towards the BAKE targets of the batch, for a given CE term.</summary>
     let private bakeWith (ce: torch.Tensor) (features: torch.Tensor) (logits: torch.Tensor) (options: BakeOptions) : Loss =
-        let kd =
-            Tensors.scoped (fun () ->
-                let targets = Propagation.softTargets (features, logits, options)
-                distillation (logits, targets, options.Temperature))
-        weighted [| { Name = "ce"; Weight = 1.0; Value = ce }; { Name = "kd"; Weight = options.Lambda; Value = kd } |]
+        use targets = Propagation.softTargets (features, logits, options)
+        bakeTowards (ce, logits, targets, options)
 
     /// <summary>The BAKE loss, Eq. (2) with the soft targets of Eq. (9): CE(z, y) + λ · τ² · KL(Q ‖ softmax(z/τ)).</summary>
     /// <param name="features">F(x), N×D (anchors and their positives together); used detached for Q.</param>

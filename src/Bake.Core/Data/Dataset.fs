@@ -207,3 +207,16 @@ module DatasetStats =
             raise (BakeException($"{source}: the train images are {shape} but the test images are {testShape}"))
         let mean, std = meanStd train.Images
         { Name = name; Source = source; Classes = classes; ImageShape = shape; Train = train; Test = test; Mean = mean; Std = std }
+
+/// <summary>Views of splits.</summary>
+[<RequireQualifiedAccess>]
+module Split =
+
+    /// <summary>A view of a split restricted to some of its images (in the order of <paramref name="kept"/>).</summary>
+    [<CompiledName("Subset")>]
+    let subset (split: ISplit) (kept: int[]) : ISplit =
+        let labels = kept |> Array.map (fun i -> split.Labels[i])
+        { new ISplit with
+            member _.Count = kept.Length
+            member _.Labels = labels
+            member _.Load indices = split.Load(indices |> Array.map (fun i -> kept[i])) }

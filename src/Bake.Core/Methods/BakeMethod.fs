@@ -42,15 +42,41 @@ module BakeMethod =
             | Steps t -> $"{t} steps (Eq. 7)"
         $"τ = {Tensors.fmt options.Temperature}, ω = {Tensors.fmt options.Omega}, λ = {Tensors.fmt options.Lambda}, {form}"
 
+    /// <summary>The soft targets of this shard's rows when the ensemble runs over the global batch (TRAIN.GLOBAL_KE,
+    /// docs/official-code.md §2.2): the features and logits of every rank are gathered without gradient, Â and Q
+    /// (Eq. 9, or the configured form) are computed over all of them, and this rank's rows are kept. The official code
+    /// gathers the normalised features and the tempered probabilities; gathering their inputs gives the same Q.</summary>
+    /// <param name="features">This shard's F(x), N×D.</param>
+    /// <param name="logits">This shard's z, N×K.</param>
+    /// <param name="options">τ, ω and the propagation form.</param>
+    /// <param name="global">How to gather the global batch, and this shard's first row in it.</param>
+    /// <returns>A fresh N×K tensor without autograd history.</returns>
+    [<CompiledName("GlobalSoftTargets")>]
+    let globalSoftTargets (features: TorchSharp.torch.Tensor, logits: TorchSharp.torch.Tensor, options: BakeOptions, ``global``: GlobalBatch) =
+        use _ = TorchSharp.torch.no_grad ()
+        Tensors.scoped (fun () ->
+            let allFeatures = ``global``.Gather (features.detach ())
+            let allLogits = ``global``.Gather (logits.detach ())
+            let targets = Propagation.softTargets (allFeatures, allLogits, options)
+            targets.narrow(0L, ``global``.Offset, logits.shape[0]).contiguous ())
+
     /// <summary>One BAKE step: CE over all N images plus λ·τ²·KL towards the batch's soft targets, computed from the
-    /// features and logits of the same forward pass. Under CutMix the CE term takes the mixed labels and the targets
-    /// come from the mixed images' own predictions (the official ImageNet code).</summary>
+    /// features and logits of the same forward pass (over the global batch when the batch is a shard of one). Under
+    /// CutMix the CE term takes the mixed labels and the targets come from the mixed images' own predictions (the
+    /// official ImageNet code).</summary>
     let private step (options: BakeOptions) (batch: MethodBatch) : MethodStep =
         let output = Classifier.featuresAndLogits (batch.Model, batch.Images)
         let loss =
-            match batch.MixedTargets with
-            | Some targets -> Losses.bakeSoftLabels (output.Features, output.Logits, targets, options)
-            | None -> Losses.bake (output.Features, output.Logits, batch.Labels, options)
+            match batch.Global, batch.MixedTargets with
+            | Some ``global``, mixed ->
+                let targets = globalSoftTargets (output.Features, output.Logits, options, ``global``)
+                let ce =
+                    match mixed with
+                    | Some labelTargets -> Losses.softCrossEntropy (output.Logits, labelTargets)
+                    | None -> Losses.crossEntropy (output.Logits, batch.Labels)
+                Losses.bakeTowards (ce, output.Logits, targets, options)
+            | None, Some targets -> Losses.bakeSoftLabels (output.Features, output.Logits, targets, options)
+            | None, None -> Losses.bake (output.Features, output.Logits, batch.Labels, options)
         { Loss = loss; Logits = output.Logits; Labels = batch.Labels }
 
     /// <summary>The table entry.</summary>

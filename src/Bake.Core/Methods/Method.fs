@@ -16,6 +16,16 @@ type Sampler =
     /// <summary>DLB's: N / 2 images repeated from the previous batch, N / 2 new ones.</summary>
     | RepeatLastHalf
 
+/// <summary>The global batch of a data-parallel step, for methods that ensemble over it (BAKE with TRAIN.GLOBAL_KE):
+/// this rank's batch is rows [Offset, Offset + N) of the concatenation of every rank's batch.</summary>
+[<NoComparison; NoEquality>]
+type GlobalBatch =
+    { /// <summary>The rows of every rank's tensor, rank after rank: a fresh tensor without autograd history (a
+      /// collective: every rank calls it the same number of times).</summary>
+      Gather: torch.Tensor -> torch.Tensor
+      /// <summary>This rank's first row in gathered tensors.</summary>
+      Offset: int64 }
+
 /// <summary>What a method's loss sees of one training batch. Every tensor belongs to the trainer's iteration scope:
 /// a method reads them and never disposes them.</summary>
 [<NoComparison; NoEquality>]
@@ -32,7 +42,10 @@ type MethodBatch =
       /// <summary>0-based epoch.</summary>
       Epoch: int
       /// <summary>Epochs of the run.</summary>
-      Epochs: int }
+      Epochs: int
+      /// <summary>The global batch this batch is a shard of, when the method should ensemble over it; None when the
+      /// batch is the whole batch (one process, or TRAIN.GLOBAL_KE off).</summary>
+      Global: GlobalBatch option }
 
 /// <summary>A method's loss on one batch, and the logits (with their labels) that training accuracy is counted on.</summary>
 [<NoComparison; NoEquality>]

@@ -6,6 +6,7 @@ open System.Text.Json.Nodes
 open System.Threading
 open TorchSharp
 open Bake.Core.Data
+open Bake.Core.Distributed
 
 /// <summary>How a training epoch ended.</summary>
 [<NoComparison>]
@@ -46,8 +47,9 @@ module Epoch =
     /// <summary>One SGD step on a batch: CutMix when it is on for this iteration, the method's loss, the guard against
     /// a non-finite loss, backward and the optimizer step. Everything it allocates is freed by one dispose scope.</summary>
     /// <returns>The loss, its terms, and the correct and counted predictions on the batch as trained.</returns>
-    let private step (setup: TrainingSetup) (epoch: int) (iteration: int) (batch: Batch) (indices: int[]) (lastCheckpoint: string option) =
+    let private step (setup: TrainingSetup) (epoch: int) (iteration: int) (batch: Batch) (indices: int[]) (shares: ShardedPlan) (lastCheckpoint: string option) =
         let settings = setup.Settings
+        let world = World.Current
         use _scope = torch.NewDisposeScope()
         let images = batch.Images.``to`` setup.Device
         let labels = batch.Labels.``to`` setup.Device
@@ -64,16 +66,20 @@ module Epoch =
         let result =
             settings.Method.Step setup.Carried
                 { Model = setup.Model; Images = images; Labels = labels; MixedTargets = mixedTargets; Indices = indices
-                  Epoch = epoch; Epochs = settings.Epochs }
-        let lossValue = result.Loss.Total.to_type(torch.float64).item<float> ()
+                  Epoch = epoch; Epochs = settings.Epochs
+                  Global = DataParallel.globalBatch (world, Keys.TRAIN.GLOBAL_KE.Of setup.Config, shares.Offsets[iteration]) }
+        let terms = result.Loss.Terms |> Array.map (fun t -> t.Name, t.Value.to_type(torch.float64).item<float> ()) |> List.ofArray
+        let correct = result.Logits.detach().argmax(1L).eq(result.Labels).sum().item<int64> ()
+        // Over the global batch: every rank sees the same numbers (and stops together on a non-finite loss).
+        let lossValue, terms, correct, seen =
+            DataParallel.reduceStep (world, shares.Weights[iteration], result.Loss.Total.to_type(torch.float64).item<float> (), terms, correct, result.Labels.shape[0])
         if not (Double.IsFinite lossValue) then
             let last = lastCheckpoint |> Option.defaultValue "none (no checkpoint was written yet)"
             raise (BakeException $"non-finite loss ({lossValue}) at epoch {epoch + 1}, iteration {iteration + 1}: training stopped. Last good checkpoint: {last}. Lower OPTIM.BASE_LR or check the data.")
         result.Loss.Total.backward ()
+        DataParallel.averageGradients (world, setup.Model, shares.Weights[iteration])
         setup.Optimizer.step () |> ignore
-        let terms = result.Loss.Terms |> Array.map (fun t -> t.Name, t.Value.to_type(torch.float64).item<float> ()) |> List.ofArray
-        let correct = result.Logits.detach().argmax(1L).eq(result.Labels).sum().item<int64> ()
-        lossValue, terms, correct, result.Labels.shape[0]
+        lossValue, terms, correct, seen
 
     /// <summary>Trains epoch <paramref name="epoch"/> (0-based), from <paramref name="start"/>'s iteration on (a
     /// mid-epoch checkpoint's progress, or <c>EpochProgress.Empty</c>). Cancellation stops before the next iteration.</summary>
@@ -88,13 +94,16 @@ module Epoch =
     let train (setup: TrainingSetup, epoch: int, start: EpochProgress, lastCheckpoint: string option,
                emit: TrainingEvent -> unit, log: JsonObject -> unit, cancellation: CancellationToken) : EpochResult =
         let settings = setup.Settings
-        let batches = plan (settings, setup.Train.Labels, epoch)
+        let world = World.Current
+        // On K processes: this rank's shard of every global batch (docs/distributed.md).
+        let shares = DataParallel.shard (world, settings, plan (settings, setup.Train.Labels, epoch))
+        let batches = shares.Local
         let iterations = batches.Length
         let clock = Stopwatch.StartNew()
         let secondsBefore = start.Seconds
         setup.Model.train ()
         // Dropout and other torch randomness: reseeded per epoch so that a resumed run repeats it.
-        torch.manual_seed (int64 settings.Seed * 100003L + int64 epoch) |> ignore
+        torch.manual_seed (int64 settings.Seed * 100003L + int64 epoch + 7919L * int64 world.Rank) |> ignore
         let mutable progress = start
         let windowClock = Stopwatch.StartNew()
         let mutable windowImages = 0L
@@ -107,14 +116,15 @@ module Epoch =
             (loaded.Current :> IDisposable).Dispose()
             skipped <- skipped + 1
         // A token cancelled before an iteration stops before it (no extra step is trained).
-        while not cancellation.IsCancellationRequested && loaded.MoveNext() do
+        // The ranks agree on stopping, so that none waits in a collective for one that stopped.
+        while not (world.Any cancellation.IsCancellationRequested) && loaded.MoveNext() do
             use batch = loaded.Current
             let iteration = progress.Iterations
             let lr = Schedules.learningRate (settings.Schedule, epoch, iteration, iterations)
             Optimizer.setLearningRate (setup.Optimizer, lr)
-            let loss, terms, correct, seen = step setup epoch iteration batch batches[iteration] lastCheckpoint
+            let loss, terms, correct, seen = step setup epoch iteration batch batches[iteration] shares lastCheckpoint
             progress <- accumulate progress loss terms correct seen (secondsBefore + clock.Elapsed.TotalSeconds)
-            windowImages <- windowImages + batch.Images.shape[0]
+            windowImages <- windowImages + seen
             let imagesPerSecond = float windowImages / max 1e-9 windowClock.Elapsed.TotalSeconds
             let done' = progress.Iterations
             emit (Iteration(epoch + 1, done', iterations, progress.LossSum / float done', 100.0 * float progress.Correct / float (max 1L progress.Seen), imagesPerSecond, lr))
@@ -131,4 +141,5 @@ module Epoch =
                 log record
                 windowClock.Restart()
                 windowImages <- 0L
+        DataParallel.broadcastBuffers (world, setup.Model)
         if progress.Iterations < iterations then Interrupted progress else Completed(progress, iterations)

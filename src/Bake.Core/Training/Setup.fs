@@ -5,6 +5,7 @@ open System.IO
 open TorchSharp
 open Bake.Core.Data
 open Bake.Core.Models
+open Bake.Core.Distributed
 
 /// <summary>Everything a training run is set up with (pycls's <c>setup_model</c> and loaders): the run directory,
 /// the data and its transforms, the model, the optimizer, the method's carried state, and the checkpoint it continues.
@@ -34,12 +35,12 @@ type TrainingSetup =
       Resumed: (string * CheckpointState) option
       /// <summary>What the user should know before training starts (e.g. a resume with another thread count).</summary>
       Warnings: string list
-      /// <summary>This process's hold on the run directory.</summary>
+      /// <summary>This process's hold on the run directory (null on MPI ranks other than 0, which never write it).</summary>
       Lock: RunLock }
 
     interface IDisposable with
         member this.Dispose() =
-            (this.Lock :> IDisposable).Dispose()
+            if not (isNull (box this.Lock)) then (this.Lock :> IDisposable).Dispose()
             (this.Carried :> IDisposable).Dispose()
             this.Optimizer.Dispose()
             this.Model.Dispose()
@@ -49,14 +50,6 @@ type TrainingSetup =
 /// <summary>Setting a run up: checks before any data is read, data and its cross-checks, model, optimizer, restore.</summary>
 [<RequireQualifiedAccess>]
 module Setup =
-
-    /// <summary>A view of a split restricted to some of its images.</summary>
-    let private subset (split: ISplit) (kept: int[]) : ISplit =
-        let labels = kept |> Array.map (fun i -> split.Labels[i])
-        { new ISplit with
-            member _.Count = kept.Length
-            member _.Labels = labels
-            member _.Load indices = split.Load(indices |> Array.map (fun i -> kept[i])) }
 
     /// <summary>Splits a training split per class, in a seeded shuffle: the first <paramref name="holdoutPerClass"/>
     /// images of each class are held out (for calibration), the next <paramref name="perClass"/> (all when 0) train.
@@ -74,7 +67,7 @@ module Setup =
                 let rest = Array.skip (min holdoutPerClass members.Length) members
                 if perClass > 0 then Array.truncate perClass rest else rest)
             |> Array.sort
-        subset split training, subset split held
+        Split.subset split training, Split.subset split held
 
     /// <summary>The images a run trains on: the training split less held-out images, at most TRAIN.PER_CLASS per class.</summary>
     [<CompiledName("TrainingImages")>]
@@ -163,12 +156,16 @@ module Setup =
             (dataset :> IDisposable).Dispose()
             reraise ()
 
-    /// <summary>What <see cref="M:Bake.Core.Setup.Create"/> does once it holds the run directory's lock.</summary>
-    let private createIn (config: Config, settings: TrainingSettings, resume: bool, runDir: string, lock: RunLock) : TrainingSetup =
+    /// <summary>What <see cref="M:Bake.Core.Setup.Create"/> does once rank 0 holds the run directory's lock (the
+    /// other ranks of a data-parallel run hold none: rank 0 alone checks and writes the directory).</summary>
+    let private createIn (config: Config, settings: TrainingSettings, resume: bool, runDir: string, lock: RunLock, world: World) : TrainingSetup =
         // The caller releases the lock if this fails.
-        removeLeftovers runDir
-        requireSameRun runDir config
+        if world.IsRoot then
+            removeLeftovers runDir
+            requireSameRun runDir config
         let existing = checkpointToContinue runDir settings resume
+        // The other ranks wait for rank 0's checks, then read the same checkpoint (a directory all ranks see).
+        world.Barrier()
         let dataset, testDataset = loadData settings
         let mutable owned : IDisposable list = [ (if obj.ReferenceEquals(testDataset, dataset) then null else testDataset :> IDisposable); dataset ]
         let own (d: IDisposable) = owned <- d :: owned
@@ -203,7 +200,11 @@ module Setup =
                     for pair in carried.Tensors |> Seq.toList do
                         if pair.Value.device <> device then carried.Set(pair.Key, pair.Value.``to`` device)
                     None
-            RunDirectory.writeConfig (runDir, config)
+            // Identical weights on every rank: a fresh run's seeded initialisation, or the checkpoint, from rank 0.
+            DataParallel.broadcastModel (world, model)
+            // SyncBN: hooks that live as long as the model (nothing on one process, where BN sees the whole batch).
+            if Keys.TRAIN.SYNC_BN.Of config then SyncBatchNorm.attach (world, model) |> ignore
+            if world.IsRoot then RunDirectory.writeConfig (runDir, config)
             let threads = torch.get_num_threads ()
             let warnings =
                 match resumed with
@@ -239,14 +240,19 @@ module Setup =
                     $"DEVICE = {settings.Device}: CUDA is not available to this build of Bake, which runs on libtorch's CPU package (libtorch-cpu, 2.10): use DEVICE=cpu, or build Bake against TorchSharp's CUDA packages on a machine with an NVIDIA GPU and driver"
             )
         let runDir = Path.GetFullPath settings.OutDir
+        let world = World.Current
+        DataParallel.requireSupported (world, settings)
         let created = not (Directory.Exists runDir)
-        probeWritable runDir
-        let lock = RunLock.Acquire runDir
+        let lock =
+            if world.IsRoot then
+                probeWritable runDir
+                RunLock.Acquire runDir
+            else Unchecked.defaultof<RunLock>
         try
-            createIn (config, settings, resume, runDir, lock)
+            createIn (config, settings, resume, runDir, lock, world)
         with _ ->
             // A run that failed before training (bad data, a contradiction) leaves no directory it created behind;
             // removed while the lock is held, so no other training can be using it.
-            if created then (try Directory.Delete(runDir, true) with _ -> ())
-            (lock :> IDisposable).Dispose()
+            if created && world.IsRoot then (try Directory.Delete(runDir, true) with _ -> ())
+            if not (isNull (box lock)) then (lock :> IDisposable).Dispose()
             reraise ()

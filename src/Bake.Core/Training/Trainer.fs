@@ -5,6 +5,7 @@ open System.IO
 open System.Threading
 open System.Text.Json.Nodes
 open Bake.Core.Models
+open Bake.Core.Distributed
 
 /// <summary>The result of a training run.</summary>
 [<NoComparison>]
@@ -66,13 +67,15 @@ module Trainer =
     let run (config: Config, settings: TrainingSettings, resume: bool, report: Action<TrainingEvent>, cancellation: CancellationToken) : TrainingOutcome =
         use setup = Setup.create (config, settings, resume)
         let runDir = setup.RunDir
+        // On several processes (docs/distributed.md) rank 0 alone reports and writes the run directory.
+        let root = World.Current.IsRoot
         let finished = setup.Resumed |> Option.exists (fun (_, state) -> state.Epoch >= settings.Epochs)
         // A finished run is only reported: it writes nothing, not even an empty TensorBoard event file.
-        use tensorBoard = new TensorBoardLog(runDir, settings.LogPeriod, settings.TensorBoard && not finished)
+        use tensorBoard = new TensorBoardLog(runDir, settings.LogPeriod, settings.TensorBoard && not finished && root)
         let emit event =
             tensorBoard.Record event
-            if not (isNull report) then report.Invoke event
-        let log (record: JsonObject) = RunFiles.appendLog (Path.Combine(runDir, RunFiles.LogFile)) record
+            if not (isNull report) && root then report.Invoke event
+        let log (record: JsonObject) = if root then RunFiles.appendLog (Path.Combine(runDir, RunFiles.LogFile)) record
         let start = setup.Resumed |> Option.map snd
         let mutable history = start |> Option.map (fun s -> s.History) |> Option.defaultValue []
         let mutable lastCheckpoint = setup.Resumed |> Option.map fst
@@ -81,9 +84,10 @@ module Trainer =
                 { Epoch = epoch; Progress = progress; ConfigHash = setup.ConfigHash; Model = settings.Model; Classes = setup.Dataset.Classes
                   ImageShape = [| setup.Dataset.ImageShape[0]; setup.ImageSize; setup.ImageSize |]; Mean = setup.Dataset.Mean
                   Std = setup.Dataset.Std; History = history; Threads = TorchSharp.torch.get_num_threads () }
-            let path = Checkpoints.save (runDir, name, pointers, setup.Model, setup.Optimizer, setup.Carried, state)
-            lastCheckpoint <- Some path
-            emit (CheckpointWritten path)
+            if root then
+                let path = Checkpoints.save (runDir, name, pointers, setup.Model, setup.Optimizer, setup.Carried, state)
+                lastCheckpoint <- Some path
+                emit (CheckpointWritten path)
         let mutable epoch = start |> Option.map (fun s -> s.Epoch) |> Option.defaultValue 0
         let mutable progress = start |> Option.map (fun s -> s.Progress) |> Option.defaultValue EpochProgress.Empty
         let epochs = if epoch >= settings.Epochs then $"finished ({settings.Epochs} epochs)" else $"epochs {epoch + 1}–{settings.Epochs}"
@@ -101,6 +105,7 @@ module Trainer =
             record["epoch"] <- JsonValue.Create(epoch + 1)
             record["iteration"] <- JsonValue.Create progress.Iterations
             record["threads"] <- JsonValue.Create(TorchSharp.torch.get_num_threads ())
+            record["processes"] <- JsonValue.Create World.Current.Size
             log record
         let mutable cancelled = false
         while epoch < settings.Epochs && not cancelled do
@@ -114,16 +119,17 @@ module Trainer =
                 let evaluated = (epoch + 1) % settings.EvalPeriod = 0 || epoch + 1 = settings.Epochs
                 let test =
                     if evaluated then
-                        Some(Evaluation.evaluate (setup.Model, setup.TestDataset, setup.TestTransform, settings.TestBatchSize, setup.Device, settings.Workers))
+                        Some(DataParallel.evaluate (World.Current, setup.Model, setup.TestDataset, setup.TestTransform, settings.TestBatchSize, setup.Device, settings.Workers))
                     else None
                 let lr = Schedules.learningRate (settings.Schedule, epoch, 0, iterations)
                 // The epoch's seconds count its training and its evaluation (and any time before a mid-epoch checkpoint).
                 let row = summaryOf epoch iterations lr trained test (secondsBefore + clock.Elapsed.TotalSeconds)
                 history <- history @ [ row ]
-                RunFiles.writeSummary (Path.Combine(runDir, Summary.FileName)) history
-                // loss.png and accuracy.png are a convenience: a failure to draw them (no SkiaSharp natives, a full
-                // disk) must not stop training; `bake plot <run dir>` redraws them and reports the error.
-                (try Plots.summaryFigures runDir |> ignore with _ -> ())
+                if root then
+                    RunFiles.writeSummary (Path.Combine(runDir, Summary.FileName)) history
+                    // loss.png and accuracy.png are a convenience: a failure to draw them (no SkiaSharp natives, a full
+                    // disk) must not stop training; `bake plot <run dir>` redraws them and reports the error.
+                    (try Plots.summaryFigures runDir |> ignore with _ -> ())
                 log (RunFiles.epochJson row)
                 progress <- EpochProgress.Empty
                 let isBest = match bestOf history, test with Some(bestEpoch, _), Some _ -> bestEpoch = row.Epoch | _ -> false
