@@ -139,6 +139,13 @@ type World private (mpi: Mpi option) =
     /// MPI_Abort, which ends every rank (the others may be waiting in a collective for this one).</summary>
     member _.Exit(code: int) : int =
         match mpi with
-        | Some m when code <> 0 -> m.Abort code; code
+        | Some m when code <> 0 ->
+            // MPI_Abort ends every rank at once, and with them mpirun's forwarding of their output: give the message
+            // this rank just printed time to reach mpirun first.
+            Console.Out.Flush()
+            Console.Error.Flush()
+            Threading.Thread.Sleep 500
+            m.Abort code
+            code
         | Some m -> m.Shutdown(); code
         | None -> code
