@@ -10,8 +10,8 @@
 // resumes where it stopped (an interrupted training resumes from its last checkpoint). Only config.yaml,
 // summary.csv and robustness.json of each run are committed (see .gitignore); checkpoints stay local.
 // Data: $FASHION_MNIST (default: the fetch cache, `bake data fetch fashion-mnist` or scripts/get-fashion-mnist.sh) and
-// $CIFAR10 (a folder with train/<class>/*.jpg and test/<class>/*.jpg, e.g. ../shared/datasets/cifar10-jpeg.tar.gz
-// unpacked, or `bake data fetch cifar10`).
+// $CIFAR10 (a folder with train/<class>/*.jpg and test/<class>/*.jpg, e.g. CIFAR-10 exported as JPEG files
+// (the binary release via `bake data fetch cifar10` works too).
 #load "Bake.fsx" "report.fsx"
 
 open System
