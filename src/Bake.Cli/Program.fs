@@ -30,6 +30,7 @@ let private flagHint (e: Bake.Core.UsageException) =
 [<EntryPoint>]
 let main argv =
     Bake.Core.Runtime.usePassiveOpenMpWait ()
+    Bake.Core.Runtime.keepFreedMemory ()
     let parser = ArgumentParser.Create<BakeArgs>(programName = "bake")
     try
         let results = parser.ParseCommandLine(argv, raiseOnUsage = true)

@@ -89,6 +89,19 @@ module Trainer =
             + $"{setup.Train.Count} train / {setup.TestDataset.Test.Count} test images, {setup.Classes} classes · epochs {epoch + 1}–{settings.Epochs} · out {runDir}"
         emit (Started(description, setup.Dataset.Classes))
         warnSingletons setup emit
+        // loss.png and accuracy.png take ~0.25 s to draw (docs/performance.md): after an epoch they are redrawn only
+        // when that is at most 2% of the time since the last drawing (so every epoch of any run whose epochs take 12 s
+        // or more), and always after the last epoch.
+        let figuresClock = Diagnostics.Stopwatch.StartNew()
+        let mutable figureSeconds = 0.25
+        let drawFigures last =
+            if last || figuresClock.Elapsed.TotalSeconds >= 50.0 * figureSeconds then
+                let drawing = Diagnostics.Stopwatch.StartNew()
+                // A convenience: a failure to draw them (no SkiaSharp natives, a full disk) must not stop training;
+                // `bake plot <run dir>` redraws them and reports the error.
+                (try Plots.summaryFigures runDir |> ignore with _ -> ())
+                figureSeconds <- drawing.Elapsed.TotalSeconds
+                figuresClock.Restart()
         let mutable cancelled = false
         while epoch < settings.Epochs && not cancelled do
             let clock = Diagnostics.Stopwatch.StartNew()
@@ -108,9 +121,7 @@ module Trainer =
                 let row = summaryOf epoch iterations lr trained test (secondsBefore + clock.Elapsed.TotalSeconds)
                 history <- history @ [ row ]
                 RunFiles.writeSummary (Path.Combine(runDir, Summary.FileName)) history
-                // loss.png and accuracy.png are a convenience: a failure to draw them (no SkiaSharp natives, a full
-                // disk) must not stop training; `bake plot <run dir>` redraws them and reports the error.
-                (try Plots.summaryFigures runDir |> ignore with _ -> ())
+                drawFigures (epoch + 1 = settings.Epochs)
                 log (RunFiles.epochJson row)
                 progress <- EpochProgress.Empty
                 let isBest = match bestOf history, test with Some(bestEpoch, _), Some _ -> bestEpoch = row.Epoch | _ -> false
