@@ -60,43 +60,27 @@ class SmallCnn(nn.Module):
         return self.fc(f)
 
 
-class PreActBlock(nn.Module):
-    """The official small-scale code's pre-activation block (its identity shortcut adds relu(bn1(x)))."""
-
-    def __init__(self, inputs, width, stride):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(inputs)
-        self.conv1 = nn.Conv2d(inputs, width, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
-        self.shortcut = nn.Conv2d(inputs, width, 1, stride, bias=False) if stride != 1 or inputs != width else None
-
-    def forward(self, x):
-        out = F.relu(self.bn1(x))
-        shortcut = self.shortcut(out) if self.shortcut is not None else out
-        out = self.conv1(out)
-        out = self.conv2(F.relu(self.bn2(out)))
-        return out + shortcut
-
-
 class PreActResNet18(nn.Module):
+    """The official small-scale PreAct ResNet-18 (tests/fixtures/reference_models.py, the model Bake's fixtures check
+    its own against), split into features and head."""
+
     def __init__(self, channels, classes):
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, 64, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        blocks, inputs = [], 64
-        for width, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
-            blocks += [PreActBlock(inputs, width, stride), PreActBlock(width, width, 1)]
-            inputs = width
-        self.layers = nn.Sequential(*blocks)
-        self.linear = nn.Linear(512, classes)
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "fixtures"))
+        from reference_models import CifarPreActResNet18
+        self.net = CifarPreActResNet18(classes)
+        if channels != 3:
+            self.net.conv1 = nn.Conv2d(channels, 64, 3, 1, 1, bias=False)
 
     def features(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.adaptive_avg_pool2d(self.layers(out), 1).flatten(1)
+        n = self.net
+        out = F.relu(n.bn1(n.conv1(x)))
+        for index in range(1, 5):
+            out = getattr(n, f"layer{index}")(out)
+        return F.adaptive_avg_pool2d(out, 1).flatten(1)
 
     def head(self, f):
-        return self.linear(f)
+        return self.net.linear(f)
 
 
 class TorchvisionResNet(nn.Module):

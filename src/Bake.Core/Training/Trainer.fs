@@ -123,6 +123,11 @@ module Trainer =
                 RunFiles.writeSummary (Path.Combine(runDir, Summary.FileName)) history
                 drawFigures (epoch + 1 = settings.Epochs)
                 log (RunFiles.epochJson row)
+                // Native memory some TorchSharp handles hold until their finalizers run: the managed heap of the default
+                // job grows only ~11 MB an epoch, too little for a full collection on its own, while the process grew
+                // ~40 MB an epoch. A collection per epoch (a few ms) keeps it flat (docs/performance.md, "Memory").
+                GC.Collect()
+                GC.WaitForPendingFinalizers()
                 progress <- EpochProgress.Empty
                 let isBest = match bestOf history, test with Some(bestEpoch, _), Some _ -> bestEpoch = row.Epoch | _ -> false
                 let periodic = (epoch + 1) % settings.CheckpointPeriod = 0 || epoch + 1 = settings.Epochs
