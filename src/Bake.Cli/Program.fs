@@ -29,7 +29,7 @@ let private flagHint (e: Bake.Core.UsageException) =
 
 [<EntryPoint>]
 let main argv =
-    Bake.Core.Runtime.usePassiveOpenMpWait ()
+    Bake.Core.Runtime.usePassiveOpenMpWaitWhenBusy () |> ignore
     Bake.Core.Runtime.keepFreedMemory ()
     let parser = ArgumentParser.Create<BakeArgs>(programName = "bake")
     try

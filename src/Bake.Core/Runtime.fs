@@ -19,6 +19,30 @@ module Runtime =
         if RuntimeInformation.IsOSPlatform OSPlatform.Linux && String.IsNullOrEmpty(Environment.GetEnvironmentVariable "OMP_WAIT_POLICY") then
             setenv ("OMP_WAIT_POLICY", "PASSIVE", 0) |> ignore
 
+    /// <summary>The 1-minute load average per core, from /proc/loadavg (None where it cannot be read).</summary>
+    let private loadPerCore () =
+        try
+            let first = (IO.File.ReadAllText "/proc/loadavg").Split(' ')[0]
+            Some(Double.Parse(first, Globalization.CultureInfo.InvariantCulture) / float Environment.ProcessorCount)
+        with _ -> None
+
+    /// <summary>What the <c>bake</c> program does before its first torch call: OMP_WAIT_POLICY=PASSIVE (see
+    /// <see cref="M:Bake.Core.Runtime.UsePassiveOpenMpWait"/>) only when the CPU is already busy (a 1-minute load
+    /// average of at least 0.75 per core), else OpenMP's default short spin, which keeps libtorch's threads awake
+    /// between the many small ops of a training step (measured faster on an idle machine: docs/performance.md). A
+    /// value the user set is kept either way.</summary>
+    /// <returns>True when passive waiting was chosen (or already set by the user).</returns>
+    [<CompiledName("UsePassiveOpenMpWaitWhenBusy")>]
+    let usePassiveOpenMpWaitWhenBusy () : bool =
+        match Environment.GetEnvironmentVariable "OMP_WAIT_POLICY" with
+        | null | "" ->
+            match loadPerCore () with
+            | Some load when load >= 0.75 ->
+                usePassiveOpenMpWait ()
+                true
+            | _ -> false
+        | policy -> policy.Trim().ToUpperInvariant() = "PASSIVE"
+
     [<DllImport("libc", EntryPoint = "mallopt")>]
     extern int private mallopt(int parameter, int value)
 
