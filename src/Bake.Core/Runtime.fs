@@ -19,25 +19,33 @@ module Runtime =
         if RuntimeInformation.IsOSPlatform OSPlatform.Linux && String.IsNullOrEmpty(Environment.GetEnvironmentVariable "OMP_WAIT_POLICY") then
             setenv ("OMP_WAIT_POLICY", "PASSIVE", 0) |> ignore
 
-    /// <summary>The 1-minute load average per core, from /proc/loadavg (None where it cannot be read).</summary>
-    let private loadPerCore () =
+    /// <summary>The share of the CPU time of all cores that other work used over a short window (/proc/stat, 50 ms;
+    /// None where it cannot be read). A load average would lag: right after another training process ends it still
+    /// reads as busy.</summary>
+    let private busyShare () =
+        let sample () =
+            let fields = (IO.File.ReadLines "/proc/stat" |> Seq.head).Split(' ', StringSplitOptions.RemoveEmptyEntries)
+            let values = fields |> Array.skip 1 |> Array.truncate 8 |> Array.map int64
+            // idle + iowait, total
+            values[3] + values[4], Array.sum values
         try
-            let first = (IO.File.ReadAllText "/proc/loadavg").Split(' ')[0]
-            Some(Double.Parse(first, Globalization.CultureInfo.InvariantCulture) / float Environment.ProcessorCount)
+            let idle0, total0 = sample ()
+            Threading.Thread.Sleep 50
+            let idle1, total1 = sample ()
+            if total1 > total0 then Some(1.0 - float (idle1 - idle0) / float (total1 - total0)) else None
         with _ -> None
 
     /// <summary>What the <c>bake</c> program does before its first torch call: OMP_WAIT_POLICY=PASSIVE (see
-    /// <see cref="M:Bake.Core.Runtime.UsePassiveOpenMpWait"/>) only when the CPU is already busy (a 1-minute load
-    /// average of at least 0.75 per core), else OpenMP's default short spin, which keeps libtorch's threads awake
-    /// between the many small ops of a training step (measured faster on an idle machine: docs/performance.md). A
-    /// value the user set is kept either way.</summary>
+    /// <see cref="M:Bake.Core.Runtime.UsePassiveOpenMpWait"/>) only when other work already keeps at least half of the
+    /// CPU busy, else OpenMP's default short spin, which keeps libtorch's threads awake between the many small ops of a
+    /// training step, as in PyTorch (faster on an idle machine: docs/performance.md). A value the user set is kept.</summary>
     /// <returns>True when passive waiting was chosen (or already set by the user).</returns>
     [<CompiledName("UsePassiveOpenMpWaitWhenBusy")>]
     let usePassiveOpenMpWaitWhenBusy () : bool =
         match Environment.GetEnvironmentVariable "OMP_WAIT_POLICY" with
         | null | "" ->
-            match loadPerCore () with
-            | Some load when load >= 0.75 ->
+            match busyShare () with
+            | Some busy when busy >= 0.5 ->
                 usePassiveOpenMpWait ()
                 true
             | _ -> false
