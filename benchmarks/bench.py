@@ -74,11 +74,12 @@ def train_job(name, bake, bake_args, twin_args, repeats, twin):
             out = tempfile.mkdtemp(prefix=f"bench-{side}-")
             try:
                 command = [bake, "train", "--out", out] + bake_args if side == "bake" else [PYTHON, TWIN, "train", "--out", out] + twin_args
-                seconds, rss, _ = run(command, cwd=ROOT)
+                seconds, rss, output = run(command, cwd=ROOT)
             finally:
                 shutil.rmtree(out, ignore_errors=True)
             rows[side].append((seconds, rss))
-            print(f"  {name} run {r + 1} {side}: {seconds:.1f} s, peak RSS {rss:.0f} MB (load {load()})", flush=True)
+            final = [line for line in output.splitlines() if line.startswith("final epoch") or "test top-1" in line]
+            print(f"  {name} run {r + 1} {side}: {seconds:.1f} s, peak RSS {rss:.0f} MB (load {load()}); {final[-1] if final else ''}", flush=True)
     b = statistics.median(s for s, _ in rows["bake"]), max(m for _, m in rows["bake"])
     t = (statistics.median(s for s, _ in rows["twin"]), max(m for _, m in rows["twin"])) if twin else (None, None)
     return b, t
@@ -96,9 +97,9 @@ def parse_steps(output):
     return values
 
 
-def steps_job(bake, repeats, twin):
+def steps_job(bake, repeats, twin, rows):
     results = []
-    for model, batch, channels, side, classes, iterations in STEP_ROWS:
+    for model, batch, channels, side, classes, iterations in STEP_ROWS[:rows]:
         shape = ["--model", model, "--batch", str(batch), "--channels", str(channels), "--image-size", str(side), "--classes", str(classes),
                  "--iterations", str(iterations)]
         runs = {"bake": [], "twin": []}
@@ -123,6 +124,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="runs per side of each end-to-end job (default 3)")
     parser.add_argument("--step-repeats", type=int, default=1, help="bake time / twin time processes per side and row (default 1)")
     parser.add_argument("--jobs", default="default,images,steps,loader")
+    parser.add_argument("--rows", type=int, default=len(STEP_ROWS), help="time only the first ROWS step rows (a quick check)")
     args = parser.parse_args()
     jobs = args.jobs.split(",")
     if not os.path.exists(args.bake):
@@ -143,7 +145,7 @@ def main():
             summary.append(("default job on 3x32x32 images, 800/class, 2 epochs (s)", b, t))
         else:
             print("bench: images job skipped: no folder with train/ and test/ (--images or $BAKE_BENCH_IMAGES)")
-    steps = steps_job(args.bake, args.step_repeats, twin) if "steps" in jobs else []
+    steps = steps_job(args.bake, args.step_repeats, twin, args.rows) if "steps" in jobs else []
     loader = []
     if "loader" in jobs:
         sources = [["embedded"]] + ([[os.path.abspath(args.images)]] if args.images and os.path.isdir(args.images) else [])
