@@ -124,12 +124,13 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="runs per side of each end-to-end job (default 3)")
     parser.add_argument("--step-repeats", type=int, default=1, help="bake time / twin time processes per side and row (default 1)")
     parser.add_argument("--jobs", default="default,images,steps,loader")
+    parser.add_argument("--no-twin", action="store_true", help="Bake only (e.g. --bake pointing at an older build, for before/after)")
     parser.add_argument("--rows", type=int, default=len(STEP_ROWS), help="time only the first ROWS step rows (a quick check)")
     args = parser.parse_args()
     jobs = args.jobs.split(",")
     if not os.path.exists(args.bake):
         sys.exit(f"bench: {args.bake} not found: run `dotnet build Bake.sln -c Release` first")
-    version, reason = twin_available()
+    version, reason = twin_available() if not args.no_twin else (None, "--no-twin")
     if reason:
         print(f"bench: twin skipped: {reason}; Bake's numbers only")
     print(f"bench: {os.cpu_count()} cores, load {load()}, PyTorch {version or 'absent'}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
