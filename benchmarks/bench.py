@@ -77,12 +77,14 @@ def train_job(name, bake, bake_args, twin_args, repeats, twin):
                 seconds, rss, output = run(command, cwd=ROOT)
             finally:
                 shutil.rmtree(out, ignore_errors=True)
-            rows[side].append((seconds, rss))
+            # Training + evaluation alone: the sum of the per-epoch seconds both sides print ("epoch k: ... | 12.3s").
+            epochs = sum(float(m) for m in re.findall(r"^epoch \d+: .*\| ([\d.]+)s", output, re.MULTILINE))
+            rows[side].append((seconds, rss, epochs))
             final = [line for line in output.splitlines() if line.startswith("final epoch") or "test top-1" in line]
-            print(f"  {name} run {r + 1} {side}: {seconds:.1f} s, peak RSS {rss:.0f} MB (load {load()}); {final[-1] if final else ''}", flush=True)
-    b = statistics.median(s for s, _ in rows["bake"]), max(m for _, m in rows["bake"])
-    t = (statistics.median(s for s, _ in rows["twin"]), max(m for _, m in rows["twin"])) if twin else (None, None)
-    return b, t
+            print(f"  {name} run {r + 1} {side}: {seconds:.1f} s (epochs {epochs:.1f} s), peak RSS {rss:.0f} MB (load {load()}); "
+                  f"{final[-1] if final else ''}", flush=True)
+    summary = lambda runs: (statistics.median(s for s, _, _ in runs), max(m for _, m, _ in runs), statistics.median(e for _, _, e in runs))
+    return summary(rows["bake"]), (summary(rows["twin"]) if twin else (None, None, None))
 
 
 STEP_LABELS = [("forward", r"forward \(eval, no grad\)\s+([\d.]+) ms"), ("CE step", r"forward \+ backward \(CE\)\s+([\d.]+) ms"),
@@ -155,10 +157,11 @@ def main():
 
     print(f"\n## Results (medians; ratio = Bake / twin, below 1 = Bake faster); load at the end {load()}\n")
     if summary:
-        print("| job | Bake | twin | ratio | Bake peak RSS | twin peak RSS |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for name, (bs, bm), (ts, tm) in summary:
-            print(f"| {name} | {bs:.1f} | {ts:.1f} | {ratio(bs, ts)} | {bm:.0f} MB | {tm:.0f} MB |" if ts else f"| {name} | {bs:.1f} | - | - | {bm:.0f} MB | - |")
+        print("| job | Bake | twin | ratio | epochs only (train + eval): Bake / twin, ratio | Bake peak RSS | twin peak RSS |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for name, (bs, bm, be), (ts, tm, te) in summary:
+            print(f"| {name} | {bs:.1f} | {ts:.1f} | {ratio(bs, ts)} | {be:.1f} / {te:.1f} ({ratio(be, te)}) | {bm:.0f} MB | {tm:.0f} MB |" if ts
+                  else f"| {name} | {bs:.1f} | - | - | {be:.1f} | {bm:.0f} MB | - |")
     if steps:
         print("\n| model, input | forward | CE step | BAKE step | BAKE's own work, % of CE step |")
         print("|---|---:|---:|---:|---:|")

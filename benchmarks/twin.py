@@ -247,12 +247,14 @@ def train(args):
     del pixels
     classes = int(train_labels.max()) + 1
     labels_np = train_labels.numpy()
+    print(f"data: {len(train_labels)} training and {len(test_labels)} test images ready in {time.perf_counter() - started:.1f}s", flush=True)
     augment = Augment(train_images, mean, std, flip=True)
     test_inputs = normalise(test_images, mean, std)
     model = build("cnn", train_images.shape[1], classes)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     os.makedirs(args.out, exist_ok=True)
     for epoch in range(args.epochs):
+        epoch_started = time.perf_counter()
         lr = 0.5 * args.lr * (1 + math.cos(math.pi * epoch / args.epochs))
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -277,7 +279,8 @@ def train(args):
                 correct += int((logits.argmax(1) == test_labels[start:start + args.test_batch]).sum())
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1},
                    os.path.join(args.out, "checkpoint.pth"))
-        print(f"epoch {epoch + 1}: test top-1 {100 * correct / len(test_labels):.2f}% | {time.perf_counter() - started:.1f}s", flush=True)
+        print(f"epoch {epoch + 1}: test top-1 {100 * correct / len(test_labels):.2f}% | {time.perf_counter() - epoch_started:.1f}s "
+              f"(since start {time.perf_counter() - started:.1f}s)", flush=True)
 
 
 # ------------------------------------------------------------------------------------------------------------ time
