@@ -124,6 +124,7 @@ def main():
     parser.add_argument("--bake", default=os.path.join(ROOT, "src", "Bake.Cli", "bin", "Release", "net10.0", "linux-x64", "bake"))
     parser.add_argument("--images", default=os.environ.get("BAKE_BENCH_IMAGES"))
     parser.add_argument("--repeats", type=int, default=3, help="runs per side of each end-to-end job (default 3)")
+    parser.add_argument("--image-repeats", type=int, default=2, help="runs per side of the 3x32x32 images job (default 2)")
     parser.add_argument("--step-repeats", type=int, default=1, help="bake time / twin time processes per side and row (default 1)")
     parser.add_argument("--jobs", default="default,images,steps,loader")
     parser.add_argument("--no-twin", action="store_true", help="Bake only (e.g. --bake pointing at an older build, for before/after)")
@@ -144,7 +145,7 @@ def main():
     if "images" in jobs:
         if args.images and os.path.isdir(os.path.join(args.images, "train")):
             bake_args = ["--set", f"TRAIN.DATASET={os.path.abspath(args.images)}", "--set", "TRAIN.PER_CLASS=800", "--set", "OPTIM.MAX_EPOCH=2"]
-            b, t = train_job("3x32 images", args.bake, bake_args, ["--data", args.images, "--per-class", "800", "--epochs", "2"], args.repeats, twin)
+            b, t = train_job("3x32 images", args.bake, bake_args, ["--data", args.images, "--per-class", "800", "--epochs", "2"], args.image_repeats, twin)
             summary.append(("default job on 3x32x32 images, 800/class, 2 epochs (s)", b, t))
         else:
             print("bench: images job skipped: no folder with train/ and test/ (--images or $BAKE_BENCH_IMAGES)")

@@ -147,30 +147,36 @@ def read_idx(path):
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
-def read_folder(root):
+def read_folder(root, keep=None):
+    """An ImageFolder's train and test splits; `keep(labels)` picks the training images to decode (all by default)."""
     from PIL import Image
     classes = sorted(d for d in os.listdir(os.path.join(root, "train")) if os.path.isdir(os.path.join(root, "train", d)))
 
-    def split(name):
-        images, labels = [], []
-        for label, cls in enumerate(classes):
-            folder = os.path.join(root, name, cls)
-            for file in sorted(os.listdir(folder)):
-                with Image.open(os.path.join(folder, file)) as image:
-                    images.append(np.asarray(image.convert("RGB")))
-                labels.append(label)
-        return np.stack(images).transpose(0, 3, 1, 2).copy(), np.array(labels)
+    def split(name, pick):
+        files = [(os.path.join(root, name, cls, file), label) for label, cls in enumerate(classes)
+                 for file in sorted(os.listdir(os.path.join(root, name, cls)))]
+        labels = np.array([label for _, label in files])
+        chosen = pick(labels) if pick else np.arange(len(files))
+        images = []
+        for index in chosen:
+            with Image.open(files[index][0]) as image:
+                images.append(np.asarray(image.convert("RGB")))
+        return np.stack(images).transpose(0, 3, 1, 2).copy(), labels[chosen]
 
-    return split("train"), split("test")
+    return split("train", keep), split("test", None)
 
 
-def load(root):
+def load(root, keep=None):
     """uint8 N x C x H x W tensors and int64 labels: (train images, train labels), (test images, test labels)."""
     if os.path.exists(os.path.join(root, "train-images-idx3-ubyte.gz")):
         train = read_idx(os.path.join(root, "train-images-idx3-ubyte.gz"))[:, None], read_idx(os.path.join(root, "train-labels-idx1-ubyte.gz"))
+        if keep:
+            chosen = keep(train[1])
+            train = train[0][chosen], train[1][chosen]
         test = read_idx(os.path.join(root, "t10k-images-idx3-ubyte.gz"))[:, None], read_idx(os.path.join(root, "t10k-labels-idx1-ubyte.gz"))
     else:
-        train, test = read_folder(root)
+        # Only the images the job trains on are decoded (Bake decodes the whole folder: the twin is not handicapped).
+        train, test = read_folder(root, keep)
     as_tensors = lambda s: (torch.from_numpy(np.ascontiguousarray(s[0])), torch.from_numpy(s[1].astype(np.int64)))
     return as_tensors(train), as_tensors(test)
 
@@ -237,10 +243,8 @@ def train(args):
     started = time.perf_counter()
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    (train_images, train_labels), (test_images, test_labels) = load(args.data)
-    if args.per_class > 0:
-        kept = torch.from_numpy(per_class(train_labels.numpy(), args.per_class, args.seed))
-        train_images, train_labels = train_images[kept], train_labels[kept]
+    keep = (lambda labels: per_class(labels, args.per_class, args.seed)) if args.per_class > 0 else None
+    (train_images, train_labels), (test_images, test_labels) = load(args.data, keep)
     pixels = train_images.float() / 255
     mean = pixels.mean(dim=(0, 2, 3)).tolist()
     std = pixels.std(dim=(0, 2, 3), unbiased=False).tolist()
