@@ -172,6 +172,8 @@ let bench (args: ParseResults<BenchArgs>) (out: TextWriter) : int =
     let modelName = args.GetResult(BenchArgs.Model, "cnn")
     let model =
         Bake.Core.Models.Models.create (modelName, dataset.Classes.Length, dataset.ImageShape[0], min dataset.ImageShape[1] dataset.ImageShape[2])
+    // In the layout training uses by default (TRAIN.CHANNELS_LAST).
+    Bake.Core.Models.Classifier.useChannelsLast (model, Keys.TRAIN.CHANNELS_LAST.Default)
     let optimizer = TorchSharp.torch.optim.SGD(model.parameters (), 0.01, momentum = 0.9)
     let step (batch: Batch) =
         use scope = TorchSharp.torch.NewDisposeScope()

@@ -34,7 +34,8 @@ let private flagHint (e: Bake.Core.UsageException) =
     | None -> ""
 
 let private run argv =
-    Bake.Core.Runtime.usePassiveOpenMpWait ()
+    Bake.Core.Runtime.usePassiveOpenMpWaitWhenBusy () |> ignore
+    Bake.Core.Runtime.keepFreedMemory ()
     let parser = ArgumentParser.Create<BakeArgs>(programName = "bake")
     try
         let results = parser.ParseCommandLine(argv, raiseOnUsage = true)

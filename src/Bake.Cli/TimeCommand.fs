@@ -14,6 +14,7 @@ type TimeArgs =
     | [<Unique>] Channels of count: int
     | [<Unique>] Classes of count: int
     | [<Unique>] Iterations of count: int
+    | [<Unique>] Channels_Last of on: bool
     interface IArgParserTemplate with
         member this.Usage =
             match this with
@@ -24,6 +25,7 @@ type TimeArgs =
             | Channels _ -> "image channels (default 3)."
             | Classes _ -> "number of classes K (default 10)."
             | Iterations _ -> "timed iterations per measurement; the median is printed (default 20, after 3 warm-up)."
+            | Channels_Last _ -> "true: channels-last images, weights and buffers (default, as TRAIN.CHANNELS_LAST); false: the standard layout."
 
 /// What `bake time --help` adds below the options.
 let example =
@@ -45,11 +47,13 @@ let run (args: ParseResults<TimeArgs>) : int =
             Channels = args.GetResult(Channels, defaults.Channels)
             Classes = args.GetResult(Classes, defaults.Classes)
             Iterations = args.GetResult(Iterations, defaults.Iterations)
-            Bake = bake }
+            Bake = bake
+            ChannelsLast = args.GetResult(Channels_Last, defaults.ChannelsLast) }
     let r = Timing.measure options
-    printfn "bake time: %s (%s parameters), batch %d of %d×%d×%d, %d classes; median of %d iterations after %d warm-up, %d threads"
+    printfn "bake time: %s (%s parameters), batch %d of %d×%d×%d, %d classes, %s; median of %d iterations after %d warm-up, %d threads"
         options.Model (r.Parameters.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)) options.Batch options.Channels
-        options.ImageSize options.ImageSize options.Classes options.Iterations options.Warmup r.Threads
+        options.ImageSize options.ImageSize options.Classes (if options.ChannelsLast then "channels-last" else "standard layout")
+        options.Iterations options.Warmup r.Threads
     let line (what: string) (ms: float) = printfn "  %-34s %10.2f ms" what ms
     line "forward (eval, no grad)" r.ForwardMs
     line "forward + backward (CE)" r.TrainStepMs

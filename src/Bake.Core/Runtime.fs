@@ -18,3 +18,59 @@ module Runtime =
     let usePassiveOpenMpWait () : unit =
         if RuntimeInformation.IsOSPlatform OSPlatform.Linux && String.IsNullOrEmpty(Environment.GetEnvironmentVariable "OMP_WAIT_POLICY") then
             setenv ("OMP_WAIT_POLICY", "PASSIVE", 0) |> ignore
+
+    /// <summary>The share of the CPU time of all cores that other work used over a short window (/proc/stat, 50 ms;
+    /// None where it cannot be read). A load average would lag: right after another training process ends it still
+    /// reads as busy.</summary>
+    let private busyShare () =
+        let sample () =
+            let fields = (IO.File.ReadLines "/proc/stat" |> Seq.head).Split(' ', StringSplitOptions.RemoveEmptyEntries)
+            let values = fields |> Array.skip 1 |> Array.truncate 8 |> Array.map int64
+            // idle + iowait, total
+            values[3] + values[4], Array.sum values
+        try
+            let idle0, total0 = sample ()
+            Threading.Thread.Sleep 50
+            let idle1, total1 = sample ()
+            if total1 > total0 then Some(1.0 - float (idle1 - idle0) / float (total1 - total0)) else None
+        with _ -> None
+
+    /// <summary>What the <c>bake</c> program does before its first torch call: OMP_WAIT_POLICY=PASSIVE (see
+    /// <see cref="M:Bake.Core.Runtime.UsePassiveOpenMpWait"/>) only when other work already keeps at least half of the
+    /// CPU busy, else OpenMP's default short spin, which keeps libtorch's threads awake between the many small ops of a
+    /// training step, as in PyTorch (faster on an idle machine: docs/performance.md). A value the user set is kept.</summary>
+    /// <returns>True when passive waiting was chosen (or already set by the user).</returns>
+    [<CompiledName("UsePassiveOpenMpWaitWhenBusy")>]
+    let usePassiveOpenMpWaitWhenBusy () : bool =
+        match Environment.GetEnvironmentVariable "OMP_WAIT_POLICY" with
+        | null | "" ->
+            match busyShare () with
+            | Some busy when busy >= 0.5 ->
+                usePassiveOpenMpWait ()
+                true
+            | _ -> false
+        | policy -> policy.Trim().ToUpperInvariant() = "PASSIVE"
+
+    [<DllImport("libc", EntryPoint = "mallopt")>]
+    extern int private mallopt(int parameter, int value)
+
+    let mutable private allocatorTuned = false
+
+    /// <summary>Makes glibc's malloc keep the memory libtorch frees for reuse instead of returning it to the system
+    /// after every step: a fixed 32 MB mmap threshold (tensors up to that size come from the heap, not from fresh
+    /// mmaps) and a 256 MB trim threshold (<c>mallopt</c> M_MMAP_THRESHOLD and M_TRIM_THRESHOLD). Without it each
+    /// training step of the default job page-faulted ~15,000 times on freshly mapped memory (1.8 million minor faults and
+    /// 4 s of system time per epoch; 0.15 million and 0.5 s with it; docs/performance.md). Idempotent; Linux with glibc
+    /// only; skipped when the user set MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_.</summary>
+    [<CompiledName("KeepFreedMemory")>]
+    let keepFreedMemory () : unit =
+        if not allocatorTuned then
+            allocatorTuned <- true
+            let userSet name = not (String.IsNullOrEmpty(Environment.GetEnvironmentVariable name))
+            if RuntimeInformation.IsOSPlatform OSPlatform.Linux && not (userSet "MALLOC_MMAP_THRESHOLD_" || userSet "MALLOC_TRIM_THRESHOLD_") then
+                try
+                    // M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3 (malloc.h).
+                    mallopt (-3, 32 * 1024 * 1024) |> ignore
+                    mallopt (-1, 256 * 1024 * 1024) |> ignore
+                with :? EntryPointNotFoundException | :? DllNotFoundException -> () // not glibc (e.g. musl): nothing to tune
+

@@ -36,6 +36,8 @@ let tests =
                     use model = model
                     use fresh = Models.create (state.Model, state.Classes.Length, state.ImageShape[0], state.ImageShape[1])
                     Weights.load (fresh, pth)
+                    // Same layout as loadModel's (channels-last), so the logits are bit-identical.
+                    Classifier.useChannelsLast (fresh, true)
                     expectClose 0.0 "logits after loading the .pth" (logitsOf fresh) (logitsOf model)
                     Expect.isEmpty (Directory.GetFiles(dir, "*.tmp")) "no temporary file left"))
         }

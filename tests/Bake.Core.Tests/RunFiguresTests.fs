@@ -1,4 +1,5 @@
-/// The figures Trainer.run draws into a run directory after each epoch (Plots.summaryFigures).
+/// The figures Trainer.run draws into a run directory (Plots.summaryFigures): after the last epoch, and after others
+/// when drawing costs at most 2% of the time since the last drawing.
 module Bake.Core.Tests.RunFiguresTests
 
 open System.IO
@@ -12,7 +13,7 @@ open Bake.Core.Tests.TrainerTests
 [<Tests>]
 let tests =
     testSequenced <| testList "Run figures" [
-        test "loss.png and accuracy.png are drawn after every epoch" {
+        test "loss.png and accuracy.png are drawn by the end of the run" {
             withRunDir (fun dir ->
                 let drawnAt = ResizeArray<bool>()
                 let record event =
@@ -20,7 +21,10 @@ let tests =
                     | EpochFinished _ -> drawnAt.Add(File.Exists(Path.Combine(dir, "loss.png")) && File.Exists(Path.Combine(dir, "accuracy.png")))
                     | _ -> ()
                 runTiny dir [] record CancellationToken.None |> ignore
-                Expect.sequenceEqual drawnAt [ true; true ] "both figures exist when each epoch is reported"
+                // A tiny epoch takes far less than 50 drawings: the first is not drawn after (unless the machine
+                // stalls for 12 s), the last always is.
+                Expect.hasLength drawnAt 2 "two epochs reported"
+                Expect.isTrue drawnAt[1] "both figures exist when the last epoch is reported"
                 for name in [ "loss.png"; "accuracy.png" ] do
                     use bitmap = SKBitmap.Decode(Path.Combine(dir, name))
                     Expect.isNotNull bitmap $"{name} decodes"

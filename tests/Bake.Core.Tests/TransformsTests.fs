@@ -148,4 +148,22 @@ let tests =
                 Expect.sequenceEqual train.shape [| 2L; 3L; 224L; 224L |] "train 224"
                 Expect.sequenceEqual eval.shape [| 2L; 3L; 224L; 224L |] "eval 224")
         }
+
+        testProperty "the managed uint8 path (ByteTransforms) equals Transforms.apply bit for bit, draws included" <| fun (seed: int) (channels: bool) (padding: bool) (flip: bool) (normalise: bool) ->
+            scoped (fun () ->
+                let c = if channels then 3 else 1
+                let x = images 5 c 9 7 seed
+                let spec =
+                    { Transforms.none with
+                        RandomCrop = (if padding then Some { Size = 8; Padding = 2 } else Some { Size = 6; Padding = 0 })
+                        HorizontalFlip = flip
+                        Normalize = (if normalise then Some(Array.init c (fun i -> 0.3 + 0.1 * float i), Array.init c (fun i -> 0.2 + 0.05 * float i)) else None) }
+                let draws = [ SeededRandom.Derive(int64 seed, 3L); SeededRandom.Derive(int64 seed, 3L) ]
+                let expected = Transforms.apply spec draws[0] x
+                let actual = ByteTransforms.apply spec draws[1] x
+                Expect.sequenceEqual actual.shape expected.shape "shape"
+                expectClose 0.0 "values" actual expected
+                Expect.equal (draws[1].NextDouble()) (draws[0].NextDouble()) "the same number of draws"
+                let plain = ByteTransforms.apply { spec with RandomCrop = None } (SeededRandom.Derive 1L) x
+                Expect.sequenceEqual plain.shape x.shape "without a crop the size is kept")
     ]

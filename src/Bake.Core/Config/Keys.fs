@@ -104,6 +104,8 @@ module Keys =
         let SHUFFLE_BN = add (Key.flag "TRAIN.SHUFFLE_BN" false "MoCo-style shuffle BN (multi-GPU only; must stay false here)")
         let JITTER = add (Key.flag "TRAIN.JITTER" false "colour jitter (not implemented; must stay false)")
         let IS_CUTMIX = add (Key.flag "TRAIN.IS_CUTMIX" false "batch-level CutMix")
+        let CHANNELS_LAST =
+            add (Key.flag "TRAIN.CHANNELS_LAST" true "Bake: train and evaluate with channels-last (NHWC) images, weights and buffers, libtorch's faster CPU kernels (docs/performance.md); checkpoints keep the standard layout")
         let PER_CLASS = add (Key.integer "TRAIN.PER_CLASS" 0 "Bake: keep only this many training images per class (0 = all), for data-limited studies")
         let HOLDOUT_PER_CLASS = add (Key.integer "TRAIN.HOLDOUT_PER_CLASS" 0 "Bake: hold this many training images per class out of training, for temperature calibration (evaluation with calibration)")
 

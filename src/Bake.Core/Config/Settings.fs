@@ -63,7 +63,9 @@ type TrainingSettings =
       BatchNormEpsilon: float
       BatchNormMomentum: float
       /// <summary>Write TensorBoard event files into OUT_DIR/tb (LOGGING.TENSORBOARD).</summary>
-      TensorBoard: bool }
+      TensorBoard: bool
+      /// <summary>Channels-last images, weights and buffers (TRAIN.CHANNELS_LAST).</summary>
+      ChannelsLast: bool }
 
     /// <summary>N̂, the new images per batch: N / (M + 1) anchors with the per-class sampler (N with plain
     /// batches), N / 2 for CS-KD's anchors and DLB's new half.</summary>
@@ -300,7 +302,8 @@ module Settings =
               AutoResume = Keys.TRAIN.AUTO_RESUME.Of config
               BatchNormEpsilon = batchNormEpsilon
               BatchNormMomentum = batchNormMomentum
-              TensorBoard = Keys.LOGGING.TENSORBOARD.Of config }
+              TensorBoard = Keys.LOGGING.TENSORBOARD.Of config
+              ChannelsLast = Keys.TRAIN.CHANNELS_LAST.Of config }
         if problems.Count = 0 then Ok settings else Error(List.ofSeq problems)
 
     /// <summary>Validated settings, or a <see cref="T:Bake.Core.UsageException"/> listing every problem.</summary>

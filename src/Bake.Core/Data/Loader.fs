@@ -35,7 +35,7 @@ module Loader =
         let random = SeededRandom.Derive(int64 seed, int64 epoch, int64 batchIndex, 0x10ADL)
         use scope = torch.NewDisposeScope()
         let raw = split.Load indices
-        let images = Transforms.apply transform random raw
+        let images = ByteTransforms.apply transform random raw
         let labels = torch.tensor (indices |> Array.map (fun i -> int64 split.Labels[i]), dtype = torch.int64)
         { Images = images.MoveToOuterDisposeScope(); Labels = labels.MoveToOuterDisposeScope(); Indices = indices }
 

@@ -33,6 +33,7 @@ type ClassifierOutput =
 [<AbstractClass>]
 type Classifier(name: string) =
     inherit torch.nn.Module<torch.Tensor, torch.Tensor>(name)
+    let mutable channelsLast = false
 
     /// <summary>D, the width of the pooled feature vector.</summary>
     abstract FeatureSize: int64
@@ -47,9 +48,24 @@ type Classifier(name: string) =
     /// even by dropout).</summary>
     abstract Head: features: torch.Tensor -> torch.Tensor
 
+    /// <summary>True when the model's 4-D parameters and buffers are channels-last (see
+    /// <see cref="M:Bake.Core.Models.ClassifierModule.UseChannelsLast(Bake.Core.Models.Classifier,System.Boolean)"/>):
+    /// <c>forward</c> and <c>featuresAndLogits</c> then lay their input out channels-last too.</summary>
+    member _.ChannelsLast = channelsLast
+
+    member internal _.SetChannelsLast(on: bool) = channelsLast <- on
+
+    /// <summary><c>Features</c> of the images in the model's memory format (a channels-last copy when the model is
+    /// channels-last and the images are not; the caller's tensor is never changed).</summary>
+    member this.FeaturesInFormat(images: torch.Tensor) : torch.Tensor =
+        if channelsLast && not (isNull images) && images.dim () = 4L && not (Bake.Core.MemoryFormat.isChannelsLast images) then
+            use laidOut = Bake.Core.MemoryFormat.channelsLast images
+            this.Features laidOut
+        else this.Features images
+
     /// <summary>N×K logits, <c>Head(Features images)</c>; the intermediate features are freed.</summary>
     override this.forward(images: torch.Tensor) : torch.Tensor =
-        use features = this.Features images
+        use features = this.FeaturesInFormat images
         this.Head features
 
 /// <summary>Functions over any <see cref="T:Bake.Core.Models.Classifier"/>.</summary>
@@ -65,13 +81,22 @@ module Classifier =
     let featuresAndLogits (model: Classifier, images: torch.Tensor) : ClassifierOutput =
         if isNull (box model) then nullArg "model"
         if isNull images then nullArg "images"
-        let features = model.Features images
+        let features = model.FeaturesInFormat images
         let logits =
             try model.Head features
             with _ ->
                 features.Dispose()
                 reraise ()
         { Features = features; Logits = logits }
+
+    /// <summary>Lays the model out channels-last (<paramref name="on"/>; PyTorch's
+    /// <c>model.to(memory_format=torch.channels_last)</c>) or in the standard layout: every 4-D parameter and buffer
+    /// in place, and its input from then on. Values do not change, and state dicts, checkpoints and exports stay in
+    /// the standard layout (they are written as contiguous tensors). Call it before building an optimizer.</summary>
+    [<CompiledName("UseChannelsLast")>]
+    let useChannelsLast (model: Classifier, on: bool) : unit =
+        Bake.Core.MemoryFormat.apply (model, on)
+        model.SetChannelsLast on
 
     /// <summary>The number of scalar parameters (trainable or not), as <c>sum(p.numel() for p in
     /// model.parameters())</c> counts them in PyTorch. BatchNorm buffers are not parameters.</summary>

@@ -27,4 +27,5 @@ module CheckpointEvaluation =
         use dataset = Datasets.load (datasetSpec, None)
         use model = Models.create (modelName, dataset.Classes.Length, dataset.ImageShape[0], dataset.ImageShape[1])
         Weights.load (model, weights)
+        Classifier.useChannelsLast (model, true)
         dataset.Classes, Evaluation.evaluate (model, dataset, Transforms.forEvaluation dataset, batchSize, torch.CPU, workers)

@@ -180,6 +180,8 @@ module Setup =
             setBatchNormMomentum model settings.BatchNormMomentum
             if settings.Weights <> "" then Weights.load (model, settings.Weights)
             model.``to`` device |> ignore
+            // Before the optimizer, so that its momentum buffers follow the parameters' layout.
+            Classifier.useChannelsLast (model, settings.ChannelsLast)
             let optimizer = Optimizer.sgd (model, settings.Optimizer, settings.Schedule.BaseLr)
             own (optimizer :> IDisposable)
             let carried = new CarriedState()
@@ -193,6 +195,8 @@ module Setup =
                         let written = Path.Combine(runDir, RunDirectory.ConfigFile)
                         raise (UsageException $"{runDir} (OUT_DIR) holds a run trained with another configuration (checkpoint {checkpoint}; compare {written}): choose another OUT_DIR to start a new run")
                     Checkpoints.load (checkpoint, model, Some optimizer)
+                    // The file holds the momentum buffers in the standard layout; they follow the parameters again.
+                    MemoryFormat.applyToOptimizer (optimizer, settings.ChannelsLast)
                     Checkpoints.loadMethodState (checkpoint, carried, device)
                     Some(checkpoint, state)
                 | None ->
@@ -233,6 +237,8 @@ module Setup =
     /// <exception cref="T:Bake.Core.BakeException">The run directory cannot be written, or the data cannot be read.</exception>
     [<CompiledName("Create")>]
     let create (config: Config, settings: TrainingSettings, resume: bool) : TrainingSetup =
+        // Every consumer (CLI, C#, scripts) trains with freed memory kept for the next step.
+        Runtime.keepFreedMemory ()
         if String.IsNullOrWhiteSpace settings.OutDir then raise (UsageException "OUT_DIR is empty: name the run directory")
         if settings.Device.StartsWith "cuda" && not (torch.cuda.is_available ()) then
             raise (

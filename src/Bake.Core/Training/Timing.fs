@@ -25,12 +25,15 @@ type TimingOptions =
         Warmup: int
         /// <summary>Some options: also time the BAKE step and its soft targets + KD term; None: the CE baseline only.</summary>
         Bake: BakeOptions option
+        /// <summary>Channels-last images, weights and buffers (TRAIN.CHANNELS_LAST), or the standard layout.</summary>
+        ChannelsLast: bool
     }
 
     /// <summary>Batch 128 of 3×32×32 images, 10 classes, 20 timed iterations after 3 warm-up ones, BAKE with the
-    /// paper's defaults.</summary>
+    /// paper's defaults, channels-last (training's default).</summary>
     static member Default(model: string) =
-        { Model = model; Classes = 10; Channels = 3; ImageSize = 32; Batch = 128; Iterations = 20; Warmup = 3; Bake = Some BakeOptions.Default }
+        { Model = model; Classes = 10; Channels = 3; ImageSize = 32; Batch = 128; Iterations = 20; Warmup = 3; Bake = Some BakeOptions.Default
+          ChannelsLast = Keys.TRAIN.CHANNELS_LAST.Default }
 
 /// <summary>Median wall-clock times of one step, in milliseconds (like pycls' <c>time_model</c>).</summary>
 [<NoComparison>]
@@ -104,10 +107,13 @@ module Timing =
     [<CompiledName("Measure")>]
     let measure (options: TimingOptions) : TimingResult =
         validate options
+        Runtime.keepFreedMemory ()
         torch.manual_seed 0L |> ignore
         use model = Models.create (options.Model, options.Classes, options.Channels, options.ImageSize)
+        Classifier.useChannelsLast (model, options.ChannelsLast)
         let n, c, s = int64 options.Batch, int64 options.Channels, int64 options.ImageSize
-        use images = torch.randn (n, c, s, s)
+        // In the model's layout, as the training loop hands them over.
+        use images = using (torch.randn (n, c, s, s)) (fun drawn -> if options.ChannelsLast then MemoryFormat.channelsLast drawn else drawn.alias ())
         use labels = torch.randint (int64 options.Classes, [| n |], dtype = torch.int64)
         // Frees the fixed features and logits of the BAKE measurement at the end.
         use _ = torch.NewDisposeScope()

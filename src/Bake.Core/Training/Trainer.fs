@@ -107,6 +107,19 @@ module Trainer =
             record["threads"] <- JsonValue.Create(TorchSharp.torch.get_num_threads ())
             record["processes"] <- JsonValue.Create World.Current.Size
             log record
+        // loss.png and accuracy.png take ~0.25 s to draw (docs/performance.md): after an epoch they are redrawn only
+        // when that is at most 2% of the time since the last drawing (so every epoch of any run whose epochs take 12 s
+        // or more), and always after the last epoch.
+        let figuresClock = Diagnostics.Stopwatch.StartNew()
+        let mutable figureSeconds = 0.25
+        let drawFigures last =
+            if last || figuresClock.Elapsed.TotalSeconds >= 50.0 * figureSeconds then
+                let drawing = Diagnostics.Stopwatch.StartNew()
+                // A convenience: a failure to draw them (no SkiaSharp natives, a full disk) must not stop training;
+                // `bake plot <run dir>` redraws them and reports the error.
+                (try Plots.summaryFigures runDir |> ignore with _ -> ())
+                figureSeconds <- drawing.Elapsed.TotalSeconds
+                figuresClock.Restart()
         let mutable cancelled = false
         while epoch < settings.Epochs && not cancelled do
             let clock = Diagnostics.Stopwatch.StartNew()
@@ -127,10 +140,13 @@ module Trainer =
                 history <- history @ [ row ]
                 if root then
                     RunFiles.writeSummary (Path.Combine(runDir, Summary.FileName)) history
-                    // loss.png and accuracy.png are a convenience: a failure to draw them (no SkiaSharp natives, a full
-                    // disk) must not stop training; `bake plot <run dir>` redraws them and reports the error.
-                    (try Plots.summaryFigures runDir |> ignore with _ -> ())
+                    drawFigures (epoch + 1 = settings.Epochs)
                 log (RunFiles.epochJson row)
+                // Native memory some TorchSharp handles hold until their finalizers run: the managed heap of the default
+                // job grows only ~11 MB an epoch, too little for a full collection on its own, while the process grew
+                // ~40 MB an epoch. A collection per epoch (a few ms) keeps it flat (docs/performance.md, "Memory").
+                GC.Collect()
+                GC.WaitForPendingFinalizers()
                 progress <- EpochProgress.Empty
                 let isBest = match bestOf history, test with Some(bestEpoch, _), Some _ -> bestEpoch = row.Epoch | _ -> false
                 let periodic = (epoch + 1) % settings.CheckpointPeriod = 0 || epoch + 1 = settings.Epochs
