@@ -215,6 +215,12 @@ module Datasets =
     let load (spec: string, format: string option) : Dataset =
         loadWith (spec, format |> Option.map DataFormat.Parse, None, ImageFolder.defaultOptions)
 
+    /// <summary>Loads a dataset by name or path in a layout already parsed (a run's DATA.FORMAT), with the default
+    /// cache and image options.</summary>
+    [<CompiledName("LoadIn")>]
+    let loadIn (spec: string, format: DataFormat option) : Dataset =
+        loadWith (spec, format, None, ImageFolder.defaultOptions)
+
     /// <summary>A readable summary: source, shape, classes with their counts per split, mean and std.</summary>
     [<CompiledName("Describe")>]
     let describe (dataset: Dataset) : string =

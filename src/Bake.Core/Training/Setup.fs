@@ -134,12 +134,12 @@ module Setup =
     /// <summary>The training and test datasets, cross-checked now rather than at the first evaluation, an epoch into
     /// training. The caller owns both (the same object when the run tests on the training dataset's test split).</summary>
     let private loadData (settings: TrainingSettings) : Dataset * Dataset =
-        let dataset = Datasets.loadWith (settings.Dataset, settings.Format, None, ImageFolder.defaultOptions)
+        let dataset = Datasets.loadIn (settings.Dataset, settings.Format)
         try
             let testDataset =
                 match settings.TestData with
                 | spec, _ when spec = settings.Dataset -> dataset
-                | spec, format -> Datasets.loadWith (spec, format, None, ImageFolder.defaultOptions)
+                | spec, format -> Datasets.loadIn (spec, format)
             let refuse message =
                 if not (obj.ReferenceEquals(testDataset, dataset)) then (testDataset :> IDisposable).Dispose()
                 raise (UsageException message)
