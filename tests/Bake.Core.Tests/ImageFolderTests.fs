@@ -55,6 +55,53 @@ let tests =
                 Expect.equal (Datasets.detect root None |> Option.map fst) (Some DataFormat.ImageFolder) "detected"
         }
 
+        test "a training selection holds only the selected images: same pixels, labels and statistics as the whole folder" {
+            use dir = new TempDir()
+            let files = writeFolder dir.Path "test"
+            let whole = Datasets.loadFolder dir.Path None inMemory
+            let selected = [| 1; 3; 8 |]
+            let asked = ref [||]
+            let partial =
+                Datasets.loadFolder dir.Path None { inMemory with TrainingSelection = Some(fun labels -> asked.Value <- Array.copy labels; selected) }
+            Expect.sequenceEqual asked.Value whole.Train.Labels "the selection is given every training label, in index order"
+            Expect.equal partial.Train.Count whole.Train.Count "every image keeps its index"
+            Expect.sequenceEqual partial.Train.Labels whole.Train.Labels "and its label"
+            Expect.sequenceEqual (loadBytes partial.Train [| 8; 1; 3; 1 |]) (loadBytes whole.Train [| 8; 1; 3; 1 |]) "selected images: the same pixels"
+            Expect.sequenceEqual partial.Mean whole.Mean "statistics over every training image, selected or not"
+            Expect.sequenceEqual partial.Std whole.Std "std too"
+            Expect.sequenceEqual (loadBytes partial.Test [| 0; 5 |]) (loadBytes whole.Test [| 0; 5 |]) "the test split is whole"
+            Expect.throwsT<System.InvalidOperationException> (fun () -> (partial.Train.Load [| 0 |]).Dispose()) "an image left out cannot be loaded"
+            match partial.Train with
+            | :? SelectedSplit as split -> Expect.equal split.Images.shape[0] 3L "only the three selected images are held"
+            | other -> failtest $"expected a SelectedSplit, got {other.GetType().Name}"
+            // The pixels written are the ones decoded (PNG), so the statistics are those of the written bytes, exactly.
+            let train = files |> Seq.filter (fun kv -> kv.Key.Contains "/train/") |> Seq.map (fun kv -> kv.Value) |> Array.ofSeq
+            let pixelsPerChannel = 6 * 5
+            for c in 0 .. 2 do
+                let values = train |> Array.collect (fun planar -> planar[c * pixelsPerChannel .. (c + 1) * pixelsPerChannel - 1]) |> Array.map (fun b -> float b / 255.0)
+                let mean = Array.average values
+                Expect.floatClose Accuracy.veryHigh whole.Mean[c] mean $"channel {c} mean"
+                Expect.floatClose Accuracy.veryHigh whole.Std[c] (sqrt (values |> Array.averageBy (fun v -> (v - mean) * (v - mean)))) $"channel {c} std"
+            (whole :> System.IDisposable).Dispose()
+            (partial :> System.IDisposable).Dispose()
+        }
+
+        test "statistics are exact integer sums: independent of chunking and of the order images come in" {
+            let images = Array.init 2100 (fun i -> byte ((i * 7919 + i / 13) % 256))
+            use tensor = DataFile.uint8Tensor (Array.init (700 * 3 * 4) (fun i -> images[i % images.Length])) [| 700L; 3L; 2L; 2L |]
+            let mean, std = DatasetStats.meanStd tensor
+            use reversed = tensor.flip [| 0L |]
+            let mean', std' = DatasetStats.meanStd reversed
+            Expect.sequenceEqual mean' mean "same mean in reverse order, to the last bit"
+            Expect.sequenceEqual std' std "same std"
+            use asFloat = tensor.to_type(TorchSharp.torch.float64).div(Tensors.scalar 255.0)
+            let expectedMean = asFloat.mean([| 0L; 2L; 3L |]).data<float>().ToArray()
+            let expectedStd = asFloat.std([| 0L; 2L; 3L |], false).data<float>().ToArray()
+            for c in 0 .. 2 do
+                Expect.floatClose Accuracy.veryHigh mean[c] expectedMean[c] $"mean {c}"
+                Expect.floatClose Accuracy.veryHigh std[c] expectedStd[c] $"std {c}"
+        }
+
         test "PNG files round-trip exactly, JPEG closely; classes sorted; test/ or val/" {
             for testName in [ "test"; "val" ] do
                 use dir = new TempDir()

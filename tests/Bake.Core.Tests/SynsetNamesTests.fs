@@ -85,6 +85,22 @@ let tests =
             Expect.equal (scores |> Array.map (fun s -> s.ClassName) |> Array.sort) [| "crane"; "goldfish" |] "predict names the classes"
         }
 
+        test "a run on a folder with TRAIN.PER_CLASS and held-out images holds only those, trains, and calibrates" {
+            use dir = new TempDir()
+            let data = Path.Combine(dir.Path, "data")
+            writeTiny data [| "n02012849"; "n01443537" |]
+            let run = Path.Combine(dir.Path, "run")
+            let extra = [ $"TRAIN.DATASET={data}"; "TRAIN.PER_CLASS=1"; "TRAIN.HOLDOUT_PER_CLASS=1"; "TRAIN.BATCH_SIZE=2"; "OPTIM.MAX_EPOCH=1"; "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0" ]
+            scoped (fun () -> TrainerTests.runTiny run extra ignore CancellationToken.None |> ignore)
+            let configuration = (RunDirectory.tryConfiguration run).Value
+            use trained = RunDirectory.trainingData configuration
+            match trained.Train with
+            | :? SelectedSplit as split -> Expect.equal split.Images.shape[0] 4L "2 classes × (1 training + 1 held-out) of 3 images each"
+            | other -> failtest $"expected a SelectedSplit, got {other.GetType().Name}"
+            let report = Robustness.evaluate (run, [], [], true, 500, 1)
+            Expect.isSome report.Calibrated "temperature fitted on the held-out images"
+        }
+
         test "real TinyImageNet-32 (a subset of ../shared/datasets/tinyimagenet32.tar.gz): 200 classes, n01443537 is goldfish" {
             match tinyImageNet32Folder () with
             | None -> ()

@@ -74,6 +74,17 @@ type TrainingSettings =
         | Sampler.ClassPairs | Sampler.RepeatLastHalf -> this.BatchSize / 2
         | Sampler.Standard -> this.BatchSize / (this.IntraImages + 1)
 
+    /// <summary>The training images the run reads, as a selection of the training labels (its training images and
+    /// held-out images, <see cref="M:Bake.Core.Data.Split.PerClass"/>), or None when it reads them all: passed to
+    /// <see cref="M:Bake.Core.Data.Datasets.LoadIn"/> so that only those are held in memory.</summary>
+    member this.TrainingSelection : (int[] -> int[]) option =
+        if this.PerClass > 0 || this.HoldoutPerClass > 0 then
+            let perClass, holdout, seed = this.PerClass, this.HoldoutPerClass, this.Seed
+            Some(fun labels ->
+                let training, held = Split.perClass (labels, perClass, holdout, seed)
+                Array.append training held |> Array.sort)
+        else None
+
     /// <summary>The dataset (and its format) whose test split the run evaluates on: TEST.DATASET when it names
     /// another dataset (its format detected), else the training dataset in DATA.FORMAT.</summary>
     member this.TestData =

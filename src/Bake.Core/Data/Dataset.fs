@@ -92,6 +92,35 @@ type CoarseLabelledSplit(images: torch.Tensor, labels: int[], coarseLabels: int[
         member _.CoarseLabels = coarseLabels
         member _.CoarseClasses = coarseClasses
 
+/// <summary>An in-memory split over a whole listing of images of which only some were decoded (the ones a run reads:
+/// see <see cref="M:Bake.Core.Data.Split.PerClass"/>): it has every image's label and index, so selections by index
+/// work as on the full split, but only the decoded images can be loaded.</summary>
+/// <param name="images">uint8 K×C×H×W, the decoded images in index order; the split takes ownership.</param>
+/// <param name="labels">N class indices, of every image of the listing.</param>
+/// <param name="slots">N entries: the row of <paramref name="images"/> holding image i, or −1 when not decoded.</param>
+[<Sealed>]
+type SelectedSplit(images: torch.Tensor, labels: int[], slots: int[]) =
+    do
+        if slots.Length <> labels.Length then invalidArg "slots" $"{slots.Length} slots for {labels.Length} labels"
+    /// <summary>The decoded images (owned by the split: do not dispose).</summary>
+    member _.Images = images
+    interface ISplit with
+        member _.Count = labels.Length
+        member _.Labels = labels
+        member _.Load(indices: int[]) =
+            let rows =
+                indices
+                |> Array.map (fun i ->
+                    if i < 0 || i >= labels.Length then
+                        raise (ArgumentOutOfRangeException("indices", $"index {i} outside the split's {labels.Length} images"))
+                    if slots[i] < 0 then
+                        raise (InvalidOperationException $"image {i} was not decoded: the dataset was opened for a selection of its training images that leaves it out")
+                    int64 slots[i])
+            use index = torch.tensor (rows, dtype = torch.int64)
+            images.index_select (0L, index)
+    interface IDisposable with
+        member _.Dispose() = images.Dispose()
+
 /// <summary>Reading raw dataset files with errors that name the file, the offset and what was expected.</summary>
 [<RequireQualifiedAccess>]
 module DataFile =
@@ -163,32 +192,56 @@ module DatasetStats =
             if label >= 0 && label < classes then counts[label] <- counts[label] + 1
         counts
 
-    /// <summary>Per-channel mean and standard deviation (population) in [0, 1] units of a uint8 N×C×H×W tensor,
-    /// accumulated in float64 over chunks so memory stays bounded.</summary>
+    /// <summary>Adds one image's exact per-channel sums of pixel values and of their squares (integers, so the
+    /// totals do not depend on the order images are added in, nor on the thread count).</summary>
+    /// <param name="sums">C running sums, updated.</param>
+    /// <param name="squares">C running sums of squares, updated.</param>
+    /// <param name="planar">uint8 pixels, channel-planar (C×H×W); not modified.</param>
+    /// <param name="offset">Where the image starts in <paramref name="planar"/>.</param>
+    /// <param name="pixels">H·W.</param>
+    [<CompiledName("AddMoments")>]
+    let addMoments (sums: int64[]) (squares: int64[]) (planar: byte[]) (offset: int) (pixels: int) : unit =
+        for c in 0 .. sums.Length - 1 do
+            let mutable s = 0L
+            let mutable q = 0L
+            let start = offset + c * pixels
+            for p in start .. start + pixels - 1 do
+                let v = int64 planar[p]
+                s <- s + v
+                q <- q + v * v
+            sums[c] <- sums[c] + s
+            squares[c] <- squares[c] + q
+
+    /// <summary>Per-channel mean and standard deviation (population) in [0, 1] units from the sums of
+    /// <see cref="M:Bake.Core.Data.DatasetStats.AddMoments"/> over <paramref name="pixels"/> pixels per channel.</summary>
+    [<CompiledName("OfMoments")>]
+    let ofMoments (sums: int64[]) (squares: int64[]) (pixels: int64) : float[] * float[] =
+        let count = float pixels
+        let mean = sums |> Array.map (fun s -> if pixels = 0L then 0.0 else float s / (255.0 * count))
+        let std =
+            Array.init sums.Length (fun c ->
+                if pixels = 0L then 0.0 else sqrt (max 0.0 (float squares[c] / (65025.0 * count) - mean[c] * mean[c])))
+        mean, std
+
+    /// <summary>Per-channel mean and standard deviation (population) in [0, 1] units of a uint8 N×C×H×W tensor, from
+    /// exact integer sums over chunks of 1,024 images copied out (memory stays bounded; no float tensor is made).</summary>
     [<CompiledName("MeanStd")>]
     let meanStd (images: torch.Tensor) : float[] * float[] =
-        use _ = torch.NewDisposeScope()
         let n = images.shape[0]
         let channels = int images.shape[1]
+        let pixels = int (images.shape[2] * images.shape[3])
         let sums = Array.zeroCreate channels
         let squares = Array.zeroCreate channels
-        let chunk = 4096L
+        let chunk = 1024L
         let mutable start = 0L
         while start < n do
-            use _ = torch.NewDisposeScope()
             let length = min chunk (n - start)
-            let x = images.narrow(0L, start, length).to_type(torch.float64).div (Tensors.scalar 255.0)
-            let s = x.sum([| 0L; 2L; 3L |]).data<float>().ToArray()
-            let q = x.square().sum([| 0L; 2L; 3L |]).data<float>().ToArray()
-            for c in 0 .. channels - 1 do
-                sums[c] <- sums[c] + s[c]
-                squares[c] <- squares[c] + q[c]
+            use part = images.narrow(0L, start, length).contiguous ()
+            let bytes = part.data<byte>().ToArray()
+            for k in 0 .. int length - 1 do
+                addMoments sums squares bytes (k * channels * pixels) pixels
             start <- start + length
-        let count = float n * float images.shape[2] * float images.shape[3]
-        let mean = sums |> Array.map (fun s -> if count = 0.0 then 0.0 else s / count)
-        let std =
-            Array.init channels (fun c -> if count = 0.0 then 0.0 else sqrt (max 0.0 (squares[c] / count - mean[c] * mean[c])))
-        mean, std
+        ofMoments sums squares (n * int64 pixels)
 
     /// <summary>Raises a <see cref="T:Bake.Core.BakeException"/> naming <paramref name="path"/> and the entry when a
     /// label lies outside [0, classes).</summary>
@@ -211,6 +264,24 @@ module DatasetStats =
 /// <summary>Views of splits.</summary>
 [<RequireQualifiedAccess>]
 module Split =
+
+    /// <summary>Splits images per class by their labels, in a seeded shuffle: the first <paramref name="holdoutPerClass"/>
+    /// images of each class are held out (for calibration), the next <paramref name="perClass"/> (all when 0) are the
+    /// training images. Returns (training, held-out) indices, each sorted.</summary>
+    [<CompiledName("PerClass")>]
+    let perClass (labels: int[], perClass: int, holdoutPerClass: int, seed: int) : int[] * int[] =
+        let random = SeededRandom.Derive(int64 seed, 0x686f6c64L)
+        let order = Array.init labels.Length id
+        random.Shuffle order
+        let byClass = order |> Array.groupBy (fun i -> labels[i])
+        let held = byClass |> Array.collect (fun (_, members) -> Array.truncate holdoutPerClass members) |> Array.sort
+        let training =
+            byClass
+            |> Array.collect (fun (_, members) ->
+                let rest = Array.skip (min holdoutPerClass members.Length) members
+                if perClass > 0 then Array.truncate perClass rest else rest)
+            |> Array.sort
+        training, held
 
     /// <summary>A view of a split restricted to some of its images (in the order of <paramref name="kept"/>).</summary>
     [<CompiledName("Subset")>]

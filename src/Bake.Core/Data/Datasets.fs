@@ -216,10 +216,12 @@ module Datasets =
         loadWith (spec, format |> Option.map DataFormat.Parse, None, ImageFolder.defaultOptions)
 
     /// <summary>Loads a dataset by name or path in a layout already parsed (a run's DATA.FORMAT), with the default
-    /// cache and image options.</summary>
+    /// cache and image options, holding only the training images <paramref name="trainingSelection"/> picks when the
+    /// layout decodes files (a run's TRAIN.PER_CLASS and held-out images; see
+    /// <see cref="P:Bake.Core.Data.ImageFolderOptions.TrainingSelection"/>); the other layouts hold every image.</summary>
     [<CompiledName("LoadIn")>]
-    let loadIn (spec: string, format: DataFormat option) : Dataset =
-        loadWith (spec, format, None, ImageFolder.defaultOptions)
+    let loadIn (spec: string, format: DataFormat option, trainingSelection: (int[] -> int[]) option) : Dataset =
+        loadWith (spec, format, None, { ImageFolder.defaultOptions with TrainingSelection = trainingSelection })
 
     /// <summary>A readable summary: source, shape, classes with their counts per split, mean and std.</summary>
     [<CompiledName("Describe")>]

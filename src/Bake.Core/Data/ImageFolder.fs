@@ -23,6 +23,10 @@ type ImageFolderOptions =
         InMemory: bool option
         /// <summary>The size limit of the automatic in-memory choice.</summary>
         MemoryBudgetBytes: int64
+        /// <summary>The training images that will be read, given the training labels (sorted indices; e.g. a run's
+        /// TRAIN.PER_CLASS and held-out images): in memory, only these are kept, the others are decoded once for the
+        /// statistics and dropped. None: all. Ignored when undecodable images are skipped (the indices would move).</summary>
+        TrainingSelection: (int[] -> int[]) option
     }
 
 /// <summary>A split of image files decoded on demand (SkiaSharp), for ImageFolders too large to hold in memory.</summary>
@@ -46,7 +50,7 @@ module ImageFolder =
 
     /// <summary>The default options: images at their own size, no skipping, in memory when both splits decoded take at most 1.5 GiB.</summary>
     let defaultOptions =
-        { ImageSize = None; SkipUndecodable = false; InMemory = None; MemoryBudgetBytes = 1536L * 1024L * 1024L }
+        { ImageSize = None; SkipUndecodable = false; InMemory = None; MemoryBudgetBytes = 1536L * 1024L * 1024L; TrainingSelection = None }
 
     let private extensions = set [ ".jpg"; ".jpeg"; ".png" ]
 
@@ -205,18 +209,38 @@ module ImageFolder =
         let shape = firstShape ()
         let imageBytes = int64 (shape[0] * shape[1] * shape[2])
         let decodeOne = decodeTo options.ImageSize shape
-        let total = int64 (train.Length + test.Length) * imageBytes
+        let selection = if options.SkipUndecodable then None else options.TrainingSelection
+        // Which entries of the training listing are held (slot) and which only counted in the statistics (−1).
+        let trainSlots =
+            match selection with
+            | None -> Array.init train.Length id
+            | Some select ->
+                let labels = train |> Array.map snd
+                let slots = Array.create train.Length -1
+                select labels |> Array.distinct |> Array.sort |> Array.iteri (fun slot i ->
+                    if i < 0 || i >= train.Length then invalidArg "options" $"TrainingSelection gave index {i} outside the {train.Length} training images"
+                    slots[i] <- slot)
+                slots
+        let held = trainSlots |> Array.filter (fun slot -> slot >= 0) |> Array.length
+        let total = int64 (held + test.Length) * imageBytes
         let inMemory = options.InMemory |> Option.defaultValue (total <= options.MemoryBudgetBytes)
         let skipped = Collections.Concurrent.ConcurrentBag<string>()
-        let build (entries: (string * int)[]) : ISplit * float[] * float[] =
+        /// Decodes a listing into memory: the entries with a slot into one uint8 tensor, every entry into the
+        /// statistics (exact integer sums, per image, so thread timing does not matter) when asked.
+        let build (entries: (string * int)[]) (slots: int[]) (withStats: bool) : ISplit * float[] * float[] =
             if inMemory then
-                if int64 entries.Length * imageBytes > int64 Array.MaxLength then
+                let heldCount = slots |> Array.filter (fun slot -> slot >= 0) |> Array.length
+                if int64 heldCount * imageBytes > int64 Array.MaxLength then
                     DataFile.fail source
-                        $"{entries.Length} images of {imageBytes} bytes do not fit in one in-memory array: decode them on demand instead (the InMemory option set to false)"
+                        $"{heldCount} images of {imageBytes} bytes do not fit in one in-memory array: decode them on demand instead (the InMemory option set to false)"
                 // Every image decoded straight into its slot of one array; failures kept by index.
-                let data = Array.zeroCreate<byte> (entries.Length * int imageBytes)
+                let data = Array.zeroCreate<byte> (heldCount * int imageBytes)
                 let ok = Array.zeroCreate<bool> entries.Length
                 let errors = Array.zeroCreate<exn> entries.Length
+                let channels = shape[0]
+                let pixels = shape[1] * shape[2]
+                let sums = Array.zeroCreate<int64> (if withStats then entries.Length * channels else 0)
+                let squares = Array.zeroCreate<int64> sums.Length
                 Parallel.For(
                     0,
                     entries.Length,
@@ -224,7 +248,13 @@ module ImageFolder =
                     fun i ->
                         try
                             let image = decodeOne (fst entries[i])
-                            Buffer.BlockCopy(image, 0, data, i * int imageBytes, int imageBytes)
+                            if slots[i] >= 0 then Buffer.BlockCopy(image, 0, data, slots[i] * int imageBytes, int imageBytes)
+                            if withStats then
+                                let s = Array.zeroCreate<int64> channels
+                                let q = Array.zeroCreate<int64> channels
+                                DatasetStats.addMoments s q image 0 pixels
+                                Array.blit s 0 sums (i * channels) channels
+                                Array.blit q 0 squares (i * channels) channels
                             ok[i] <- true
                         with :? BakeException as e ->
                             if options.SkipUndecodable then skipped.Add(fst entries[i]) else errors[i] <- (e :> exn)
@@ -234,16 +264,30 @@ module ImageFolder =
                 | Some e -> raise e
                 | None -> ()
                 let keptIndices = Array.init entries.Length id |> Array.filter (fun i -> ok[i])
-                let data =
-                    if keptIndices.Length = entries.Length then data
+                let mean, std =
+                    if not withStats then [||], [||]
                     else
-                        let compact = Array.zeroCreate<byte> (keptIndices.Length * int imageBytes)
-                        keptIndices |> Array.iteri (fun k i -> Buffer.BlockCopy(data, i * int imageBytes, compact, k * int imageBytes, int imageBytes))
-                        compact
-                let labels = keptIndices |> Array.map (fun i -> snd entries[i])
-                let images = DataFile.uint8Tensor data [| int64 labels.Length; int64 shape[0]; int64 shape[1]; int64 shape[2] |]
-                let mean, std = DatasetStats.meanStd images
-                (new InMemorySplit(images, labels) :> ISplit), mean, std
+                        let total = Array.zeroCreate<int64> channels
+                        let totalSquares = Array.zeroCreate<int64> channels
+                        for i in keptIndices do
+                            for c in 0 .. channels - 1 do
+                                total[c] <- total[c] + sums[i * channels + c]
+                                totalSquares[c] <- totalSquares[c] + squares[i * channels + c]
+                        DatasetStats.ofMoments total totalSquares (int64 keptIndices.Length * int64 pixels)
+                if heldCount < entries.Length then
+                    // A selection (never combined with skipping): every entry decoded, the selected ones held.
+                    let images = DataFile.uint8Tensor data [| int64 heldCount; int64 shape[0]; int64 shape[1]; int64 shape[2] |]
+                    (new SelectedSplit(images, entries |> Array.map snd, slots) :> ISplit), mean, std
+                else
+                    let data =
+                        if keptIndices.Length = entries.Length then data
+                        else
+                            let compact = Array.zeroCreate<byte> (keptIndices.Length * int imageBytes)
+                            keptIndices |> Array.iteri (fun k i -> Buffer.BlockCopy(data, i * int imageBytes, compact, k * int imageBytes, int imageBytes))
+                            compact
+                    let labels = keptIndices |> Array.map (fun i -> snd entries[i])
+                    let images = DataFile.uint8Tensor data [| int64 labels.Length; int64 shape[0]; int64 shape[1]; int64 shape[2] |]
+                    (new InMemorySplit(images, labels) :> ISplit), mean, std
             else
                 // Files that SkiaSharp cannot even open are found now (headers only); deeper corruption is reported
                 // by name when the loader reaches the image.
@@ -257,13 +301,18 @@ module ImageFolder =
                         entries |> Array.filter (fun (path, _) -> readable path || (skipped.Add path; false))
                     else entries
                 let split = FileSplit(kept |> Array.map fst, kept |> Array.map snd, decodeOne, shape) :> ISplit
-                // Statistics from a seeded sample of up to 2,000 images.
-                let sample = Sampling.shuffledBatches (split.Count, min 2000 split.Count, 0, 0, None) |> Array.tryHead |> Option.defaultValue [||]
-                use images = split.Load sample
-                let mean, std = DatasetStats.meanStd images
-                split, mean, std
-        let trainSplit, mean, std = build train
-        let testSplit, _, _ = build test
+                if not withStats then split, [||], [||]
+                else
+                    // Statistics from a seeded sample of up to 2,000 images.
+                    let sample = Sampling.shuffledBatches (split.Count, min 2000 split.Count, 0, 0, None) |> Array.tryHead |> Option.defaultValue [||]
+                    use images = split.Load sample
+                    let mean, std = DatasetStats.meanStd images
+                    split, mean, std
+        let trainSplit, mean, std = build train trainSlots true
+        let testSplit, _, _ = build test (Array.init test.Length id) false
+        // Decoding leaves a few kilobytes of garbage per image (file bytes, planar copies) that would otherwise stay
+        // committed to the managed heap for the whole run: ~160 MB for CIFAR-10's 60,000 JPEGs (docs/performance.md).
+        if inMemory then GC.Collect(2, GCCollectionMode.Aggressive, true, true)
         trainSplit, testSplit, shape, mean, std, List.ofSeq skipped, inMemory, options.ImageSize
 
     let private dataset name (source: string) classes (options: ImageFolderOptions) train test =

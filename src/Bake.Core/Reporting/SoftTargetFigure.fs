@@ -106,18 +106,20 @@ module SoftTargetFigure =
         let opened = RunDirectory.openCheckpoint path
         let checkpoint, state = opened.Checkpoint, opened.State
         let options, m, batchSize, source = runSettings opened
-        use dataset =
+        // From the run's own training images (its TRAIN.PER_CLASS selection, the only ones held), or a named dataset's.
+        let dataset, images =
             match datasetSpec, opened.Run with
-            | Some spec, _ -> Datasets.load (spec, None)
-            | None, Some run -> RunDirectory.trainingData run
+            | Some spec, _ -> let d = Datasets.load (spec, None) in d, d.Train
+            | None, Some run -> let d = RunDirectory.trainingData run in d, Setup.trainingImages run.Settings d
             | None, None -> raise (UsageException($"{path}: the run's config.yaml was not found next to the checkpoint; name the dataset to sample from", "dataset"))
+        use dataset = dataset
         use model = RunDirectory.loadModel opened
         Checkpoints.requireSameClasses (checkpoint, state, dataset.Name, dataset)
         let anchors = max 1 (batchSize / (m + 1))
-        let batch = (Sampling.bakeBatches (dataset.Train.Labels, anchors, m, seed, 0))[0]
+        let batch = (Sampling.bakeBatches (images.Labels, anchors, m, seed, 0))[0]
         use _ = torch.NewDisposeScope()
         use _ = torch.no_grad ()
-        let raw = dataset.Train.Load batch
+        let raw = images.Load batch
         let output = Classifier.featuresAndLogits (model, Prediction.prepare (state, raw))
         let targets = Propagation.softTargets (output.Features, output.Logits, options)
         let own = Propagation.temperedProbabilities (output.Logits, options.Temperature)
@@ -134,7 +136,7 @@ module SoftTargetFigure =
           SettingsSource = source
           Panels =
             [ for i in 0 .. shown - 1 ->
-                  let label = dataset.Train.Labels[batch[i]]
+                  let label = images.Labels[batch[i]]
                   { Pixels = raw[int64 i].contiguous().data<byte>().ToArray()
                     Shape = shape
                     Index = batch[i]

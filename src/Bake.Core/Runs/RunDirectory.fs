@@ -83,7 +83,8 @@ module RunDirectory =
             | None, Some run -> run.Settings.TestData
             | None, None ->
                 raise (UsageException $"{opened.Checkpoint}: the run's {ConfigFile} was not found next to the checkpoint; name the dataset to test on")
-        let dataset = Datasets.loadIn (spec, format)
+        // Only the test split is read (normalised with the checkpoint's statistics): no training image is held.
+        let dataset = Datasets.loadIn (spec, format, Some(fun _ -> [||]))
         try
             Checkpoints.requireSameClasses (opened.Checkpoint, opened.State, spec, dataset)
             let normalisedAsTrained = { dataset with Mean = opened.State.Mean; Std = opened.State.Std }
@@ -99,4 +100,4 @@ module RunDirectory =
     /// <summary>The dataset a run trained on (TRAIN.DATASET in DATA.FORMAT); the caller owns it.</summary>
     [<CompiledName("TrainingData")>]
     let trainingData (run: RunConfiguration) : Dataset =
-        Datasets.loadIn (run.Settings.Dataset, run.Settings.Format)
+        Datasets.loadIn (run.Settings.Dataset, run.Settings.Format, run.Settings.TrainingSelection)

@@ -56,17 +56,7 @@ module Setup =
     /// Returns (training, held-out); each keeps the original order of its images.</summary>
     [<CompiledName("SplitTraining")>]
     let splitTraining (split: ISplit, perClass: int, holdoutPerClass: int, seed: int) : ISplit * ISplit =
-        let random = SeededRandom.Derive(int64 seed, 0x686f6c64L)
-        let order = Array.init split.Count id
-        random.Shuffle order
-        let byClass = order |> Array.groupBy (fun i -> split.Labels[i])
-        let held = byClass |> Array.collect (fun (_, members) -> Array.truncate holdoutPerClass members) |> Array.sort
-        let training =
-            byClass
-            |> Array.collect (fun (_, members) ->
-                let rest = Array.skip (min holdoutPerClass members.Length) members
-                if perClass > 0 then Array.truncate perClass rest else rest)
-            |> Array.sort
+        let training, held = Split.perClass (split.Labels, perClass, holdoutPerClass, seed)
         Split.subset split training, Split.subset split held
 
     /// <summary>The images a run trains on: the training split less held-out images, at most TRAIN.PER_CLASS per class.</summary>
@@ -134,12 +124,13 @@ module Setup =
     /// <summary>The training and test datasets, cross-checked now rather than at the first evaluation, an epoch into
     /// training. The caller owns both (the same object when the run tests on the training dataset's test split).</summary>
     let private loadData (settings: TrainingSettings) : Dataset * Dataset =
-        let dataset = Datasets.loadIn (settings.Dataset, settings.Format)
+        let dataset = Datasets.loadIn (settings.Dataset, settings.Format, settings.TrainingSelection)
         try
             let testDataset =
                 match settings.TestData with
                 | spec, _ when spec = settings.Dataset -> dataset
-                | spec, format -> Datasets.loadIn (spec, format)
+                // Only its test split is read: none of its training images is held.
+                | spec, format -> Datasets.loadIn (spec, format, Some(fun _ -> [||]))
             let refuse message =
                 if not (obj.ReferenceEquals(testDataset, dataset)) then (testDataset :> IDisposable).Dispose()
                 raise (UsageException message)

@@ -132,7 +132,10 @@ module Trainer =
                 let evaluated = (epoch + 1) % settings.EvalPeriod = 0 || epoch + 1 = settings.Epochs
                 let test =
                     if evaluated then
-                        Some(DataParallel.evaluate (World.Current, setup.Model, setup.TestDataset, setup.TestTransform, settings.TestBatchSize, setup.Device, settings.Workers))
+                        Runtime.releaseFreedMemory ()
+                        let result = DataParallel.evaluate (World.Current, setup.Model, setup.TestDataset, setup.TestTransform, settings.TestBatchSize, setup.Device, settings.Workers)
+                        Runtime.releaseFreedMemory ()
+                        Some result
                     else None
                 let lr = Schedules.learningRate (settings.Schedule, epoch, 0, iterations)
                 // The epoch's seconds count its training and its evaluation (and any time before a mid-epoch checkpoint).
