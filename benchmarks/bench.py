@@ -9,8 +9,12 @@ Jobs (each run alternately: Bake, twin, Bake, twin, ...):
            wall time of the whole process and its peak resident memory.
   images   the same job on an ImageFolder of 3x32x32 images (--images, or $BAKE_BENCH_IMAGES; e.g. CIFAR-10 as JPEG
            files, train/<class>/*.jpg and test/<class>/*.jpg), 800 images per class, 2 epochs; skipped without a folder.
-  steps    per-step forward / CE step / BAKE step (`bake time` vs `twin.py time`) for the issue's models and shapes.
-  loader   `bake data bench`: loader images/s against the training step's (Bake only).
+  steps    per-step forward / CE step / BAKE step (`bake time` vs `twin.py time`) for the issue's models and shapes,
+           and the CIFAR ResNets at TinyImageNet-32's shape (200 classes).
+  loader   `bake data bench`: loader images/s against the training step's (Bake only), for every shipped format: the
+           embedded IDX subset, the full Fashion-MNIST IDX (when in the cache), the JPEG folder (--images), CIFAR-10's
+           pickle layout written from it (benchmarks/cifar-pickle.py) and TinyImageNet-32 (--tinyimagenet, with
+           resnet20's step).
 The twin needs Debian's python3-torch (and python3-torchvision for resnet18); without it the twin is skipped with the
 reason printed and Bake's numbers are still shown. Run on an idle machine; the load average is printed.
 """
@@ -35,6 +39,13 @@ STEP_ROWS = [
     ("resnet18", 128, 3, 32, 100, 10),
     ("resnet18", 32, 3, 224, 1000, 5),
     ("preact-resnet18", 32, 3, 32, 100, 10),
+    # The CIFAR ResNets at TinyImageNet-32's shape (200 classes), the study's candidates.
+    ("resnet20", 128, 3, 32, 200, 5),
+    ("resnet32", 128, 3, 32, 200, 5),
+    ("resnet56", 128, 3, 32, 200, 3),
+    ("resnet110", 32, 3, 32, 200, 3),
+    ("resnet8x4", 128, 3, 32, 200, 3),
+    ("resnet32x4", 32, 3, 32, 200, 3),
 ]
 
 
@@ -123,6 +134,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bake", default=os.path.join(ROOT, "src", "Bake.Cli", "bin", "Release", "net10.0", "linux-x64", "bake"))
     parser.add_argument("--images", default=os.environ.get("BAKE_BENCH_IMAGES"))
+    parser.add_argument("--tinyimagenet", default=os.environ.get("TINYIMAGENET32"), help="TinyImageNet-32 folder: a loader row with resnet20's step")
     parser.add_argument("--repeats", type=int, default=3, help="runs per side of each end-to-end job (default 3)")
     parser.add_argument("--image-repeats", type=int, default=2, help="runs per side of the 3x32x32 images job (default 2)")
     parser.add_argument("--step-repeats", type=int, default=1, help="bake time / twin time processes per side and row (default 1)")
@@ -152,7 +164,21 @@ def main():
     steps = steps_job(args.bake, args.step_repeats, twin, args.rows) if "steps" in jobs else []
     loader = []
     if "loader" in jobs:
-        sources = [["embedded"]] + ([[os.path.abspath(args.images)]] if args.images and os.path.isdir(args.images) else [])
+        sources = [["embedded"]]
+        # The full IDX set when it is in the cache (`bake data fetch fashion-mnist` or scripts/get-fashion-mnist.sh).
+        cached = subprocess.run([args.bake, "data", "info", "fashion-mnist"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+        sources += [["fashion-mnist"]] if cached else []
+        if not cached:
+            print("bench: loader row for the full Fashion-MNIST skipped: not in the cache (scripts/get-fashion-mnist.sh)")
+        if args.images and os.path.isdir(args.images):
+            sources.append([os.path.abspath(args.images)])
+            # CIFAR-10's python (pickle) layout, written from the same images.
+            pickled = os.path.join(tempfile.gettempdir(), "bake-bench-cifar-10-batches-py")
+            if not os.path.exists(os.path.join(pickled, "batches.meta")):
+                subprocess.run([PYTHON, os.path.join(ROOT, "benchmarks", "cifar-pickle.py"), "--images", args.images, "--out", pickled], check=True)
+            sources.append([pickled])
+        if args.tinyimagenet and os.path.isdir(args.tinyimagenet):
+            sources.append([os.path.abspath(args.tinyimagenet), "--model", "resnet20"])
         for source in sources:
             loader.append((source[0], run([args.bake, "data", "bench"] + source + ["--batches", "40", "--workers", "0,2"])[2]))
 

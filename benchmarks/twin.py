@@ -103,6 +103,59 @@ class TorchvisionResNet(nn.Module):
         return self.net.fc(f)
 
 
+class BasicBlock(nn.Module):
+    """torchvision's basic block: two 3x3 conv + BN, ReLU after the sum; a 1x1 strided conv + BN shortcut where the
+    stride or the width changes (option B, as in the CRD repository's CIFAR ResNets)."""
+
+    def __init__(self, inputs, planes, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inputs, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or inputs != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(inputs, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + (x if self.downsample is None else self.downsample(x)), inplace=True)
+
+
+class CifarResNet(nn.Module):
+    """The CIFAR ResNets of the distillation literature (He et al. 2016; CRD's resnet.py): 3x3 stem (stride 1) + BN +
+    ReLU, three stages of n basic blocks at strides 1/2/2, global average pool, linear. Same layers as Bake's."""
+
+    def __init__(self, channels, classes, stem, widths, blocks):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, stem, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem)
+        layers, inputs = [], stem
+        for index, planes in enumerate(widths):
+            stage = []
+            for position in range(blocks):
+                stage.append(BasicBlock(inputs, planes, 2 if index > 0 and position == 0 else 1))
+                inputs = planes
+            layers.append(nn.Sequential(*stage))
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(inputs, classes)
+
+    def features(self, x):
+        x = self.layers(F.relu(self.bn1(self.conv1(x)), inplace=True))
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+    def head(self, f):
+        return self.fc(f)
+
+
+# name: (stem, widths, blocks per stage), as Bake's registry.
+CIFAR_RESNETS = {
+    "resnet20": (16, (16, 32, 64), 3), "resnet32": (16, (16, 32, 64), 5), "resnet56": (16, (16, 32, 64), 9),
+    "resnet110": (16, (16, 32, 64), 18), "resnet8x4": (32, (64, 128, 256), 1), "resnet32x4": (32, (64, 128, 256), 5),
+}
+
+
 def build(name, channels, classes):
     if name == "cnn":
         model = SmallCnn(channels, classes)
@@ -110,8 +163,10 @@ def build(name, channels, classes):
         model = PreActResNet18(channels, classes)
     elif name == "resnet18":
         model = TorchvisionResNet(channels, classes)
+    elif name in CIFAR_RESNETS:
+        model = CifarResNet(channels, classes, *CIFAR_RESNETS[name])
     else:
-        raise SystemExit(f"twin: no PyTorch twin for model {name} (cnn, preact-resnet18, resnet18)")
+        raise SystemExit(f"twin: no PyTorch twin for model {name} (cnn, preact-resnet18, resnet18, {', '.join(CIFAR_RESNETS)})")
     return model.to(memory_format=CHANNELS_LAST)
 
 
