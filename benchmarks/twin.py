@@ -3,6 +3,7 @@
 
     /usr/bin/python3 benchmarks/twin.py train --data data/fashion-mnist-subset [--epochs 8] [--per-class 0] --out DIR
     /usr/bin/python3 benchmarks/twin.py time --model cnn --batch 128 --channels 1 --image-size 28 [--classes 10]
+    /usr/bin/python3 benchmarks/twin.py layers --model cnn --batch 128 --channels 1 --image-size 28 [--classes 10]
 
 `train` is Bake's default job (configs/embedded/BAKE-cnn.yaml) written as a plain loop: the `cnn` model, BAKE's
 per-class sampler (64 anchors + 1 same-class image each), random crop (zero padding ceil(side/8)) + horizontal flip
@@ -66,9 +67,7 @@ class PreActResNet18(nn.Module):
 
     def __init__(self, channels, classes):
         super().__init__()
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "fixtures"))
-        from reference_models import CifarPreActResNet18
-        self.net = CifarPreActResNet18(classes)
+        self.net = reference_models().CifarPreActResNet18(classes)
         if channels != 3:
             self.net.conv1 = nn.Conv2d(channels, 64, 3, 1, 1, bias=False)
 
@@ -103,57 +102,30 @@ class TorchvisionResNet(nn.Module):
         return self.net.fc(f)
 
 
-class BasicBlock(nn.Module):
-    """torchvision's basic block: two 3x3 conv + BN, ReLU after the sum; a 1x1 strided conv + BN shortcut where the
-    stride or the width changes (option B, as in the CRD repository's CIFAR ResNets)."""
-
-    def __init__(self, inputs, planes, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inputs, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = None
-        if stride != 1 or inputs != planes:
-            self.downsample = nn.Sequential(nn.Conv2d(inputs, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + (x if self.downsample is None else self.downsample(x)), inplace=True)
+def reference_models():
+    """tests/fixtures/reference_models.py: the PyTorch models Bake's fixtures check its own against."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "fixtures"))
+    import reference_models as models
+    return models
 
 
 class CifarResNet(nn.Module):
-    """The CIFAR ResNets of the distillation literature (He et al. 2016; CRD's resnet.py): 3x3 stem (stride 1) + BN +
-    ReLU, three stages of n basic blocks at strides 1/2/2, global average pool, linear. Same layers as Bake's."""
+    """The CIFAR ResNets of the distillation literature (CRD's resnet.py, option-B shortcuts), the reference model
+    Bake's fixtures check its own against, split into features and head."""
 
-    def __init__(self, channels, classes, stem, widths, blocks):
+    def __init__(self, name, channels, classes):
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, stem, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(stem)
-        layers, inputs = [], stem
-        for index, planes in enumerate(widths):
-            stage = []
-            for position in range(blocks):
-                stage.append(BasicBlock(inputs, planes, 2 if index > 0 and position == 0 else 1))
-                inputs = planes
-            layers.append(nn.Sequential(*stage))
-        self.layers = nn.Sequential(*layers)
-        self.fc = nn.Linear(inputs, classes)
+        self.net = reference_models().cifar_resnet(name, classes)
+        if channels != 3:
+            self.net.conv1 = nn.Conv2d(channels, self.net.conv1.out_channels, 3, 1, 1, bias=False)
 
     def features(self, x):
-        x = self.layers(F.relu(self.bn1(self.conv1(x)), inplace=True))
+        n = self.net
+        x = n.layer3(n.layer2(n.layer1(F.relu(n.bn1(n.conv1(x))))))
         return F.adaptive_avg_pool2d(x, 1).flatten(1)
 
     def head(self, f):
-        return self.fc(f)
-
-
-# name: (stem, widths, blocks per stage), as Bake's registry.
-CIFAR_RESNETS = {
-    "resnet20": (16, (16, 32, 64), 3), "resnet32": (16, (16, 32, 64), 5), "resnet56": (16, (16, 32, 64), 9),
-    "resnet110": (16, (16, 32, 64), 18), "resnet8x4": (32, (64, 128, 256), 1), "resnet32x4": (32, (64, 128, 256), 5),
-}
+        return self.net.fc(f)
 
 
 def build(name, channels, classes):
@@ -163,10 +135,10 @@ def build(name, channels, classes):
         model = PreActResNet18(channels, classes)
     elif name == "resnet18":
         model = TorchvisionResNet(channels, classes)
-    elif name in CIFAR_RESNETS:
-        model = CifarResNet(channels, classes, *CIFAR_RESNETS[name])
+    elif name in reference_models().CIFAR_RESNETS:
+        model = CifarResNet(name, channels, classes)
     else:
-        raise SystemExit(f"twin: no PyTorch twin for model {name} (cnn, preact-resnet18, resnet18, {', '.join(CIFAR_RESNETS)})")
+        raise SystemExit(f"twin: no PyTorch twin for model {name} (cnn, preact-resnet18, resnet18, {', '.join(reference_models().CIFAR_RESNETS)})")
     return model.to(memory_format=CHANNELS_LAST)
 
 
@@ -399,6 +371,52 @@ def time_model(args):
     print(f"  BAKE soft targets + KD (+ backward) {extra:9.2f} ms   {100 * extra / ce:.1f}% of a CE training step")
 
 
+def leaf_layers(model):
+    """The layers `benchmarks/layer-times.fsx` times, in order: Sequential containers opened, the head left out."""
+    def opened(module, prefix):
+        for name, child in module.named_children():
+            path = f"{prefix}.{name}" if prefix else name
+            if isinstance(child, nn.Sequential):
+                yield from opened(child, path)
+            elif name not in ("fc", "linear", "avgpool"):
+                yield path, child
+    root = model.net if hasattr(model, "net") else model
+    return [(name.replace("trunk.", "").replace("layers.", ""), layer) for name, layer in opened(root, "")]
+
+
+def layer_times(args):
+    torch.manual_seed(0)
+    model = build(args.model, args.channels, args.classes).eval()
+    images = torch.randn(args.batch, args.channels, args.image_size, args.image_size).contiguous(memory_format=CHANNELS_LAST)
+
+    def timed(action):
+        for _ in range(3):
+            action()
+        values = []
+        for _ in range(args.iterations):
+            start = time.perf_counter()
+            action()
+            values.append(1000 * (time.perf_counter() - start))
+        return sorted(values)[len(values) // 2]
+
+    rows = []
+    with torch.no_grad():
+        current = images
+        for name, layer in leaf_layers(model):
+            rows.append((name, timed(lambda: layer(current.clone()))))
+            current = layer(current.clone())
+        rows.append(("pool + head", timed(lambda: model.head(F.adaptive_avg_pool2d(current, 1).flatten(1)))))
+        clone = timed(lambda: images.clone())
+        whole = timed(lambda: model.head(model.features(images)))
+    print(f"twin layers: {args.model}, batch {args.batch} of {args.channels}x{args.image_size}x{args.image_size}, {args.classes} classes, "
+          f"{torch.get_num_threads()} threads, median of {args.iterations} (ms; each layer's row includes one clone of its input, "
+          f"{clone:.2f} ms for the image batch)")
+    for name, ms in rows:
+        print(f"  {name:<22} {ms:8.2f}")
+    print(f"  {'sum of rows':<22} {sum(ms for _, ms in rows):8.2f}")
+    print(f"  {'whole forward':<22} {whole:8.2f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -412,16 +430,17 @@ def main():
     t.add_argument("--lr", type=float, default=0.1)
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--log-period", type=int, default=10)
-    m = sub.add_parser("time")
-    m.add_argument("--model", required=True)
-    m.add_argument("--batch", type=int, required=True)
-    m.add_argument("--channels", type=int, default=3)
-    m.add_argument("--image-size", type=int, default=32)
-    m.add_argument("--classes", type=int, default=10)
-    m.add_argument("--iterations", type=int, default=20)
-    m.add_argument("--warmup", type=int, default=3)
+    for command, iterations in (("time", 20), ("layers", 30)):
+        m = sub.add_parser(command)
+        m.add_argument("--model", required=True)
+        m.add_argument("--batch", type=int, required=True)
+        m.add_argument("--channels", type=int, default=3)
+        m.add_argument("--image-size", type=int, default=32)
+        m.add_argument("--classes", type=int, default=10)
+        m.add_argument("--iterations", type=int, default=iterations)
+        m.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
-    train(args) if args.command == "train" else time_model(args)
+    {"train": train, "time": time_model, "layers": layer_times}[args.command](args)
 
 
 if __name__ == "__main__":

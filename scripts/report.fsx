@@ -135,10 +135,11 @@ let write (root: string) (results: string) (studies: (string * string * (string 
     // Across studies: every method's final top-1 relative to vanilla, one row per dataset × regime.
     let methodStudies =
         [ for study, _, _, own in finished do
-              if not (isAblationStudy study) && not own.IsEmpty then
+              // Method studies only: ablations have their own section, and a pilot without vanilla runs is no comparison.
+              if not (isAblationStudy study) && own |> List.exists (fun r -> r.Method = "vanilla") then
                   yield study, groupBySetting own ]
     if not methodStudies.IsEmpty then
-        let methods = [ "bake-m1"; "bake-m3"; "label-smoothing"; "tfkd-reg"; "cskd" ]
+        let methods = [ "bake-m1"; "bake-m1-omega-0.9"; "bake-m3"; "label-smoothing"; "tfkd-reg"; "cskd"; "pskd"; "dlb" ]
         let finals study name =
             methodStudies |> List.find (fst >> (=) study) |> snd |> List.tryFind (fst >> (=) name)
             |> Option.map (snd >> List.map (fun r -> r.FinalTop1) >> Array.ofList) |> Option.defaultValue [||]
@@ -195,7 +196,7 @@ let write (root: string) (results: string) (studies: (string * string * (string 
         line description
         line ""
         line $"Runs finished: {own.Length} of {runs.Length}. Command: `dotnet fsi scripts/reproduce.fsx run {study}` (with"
-        line "`FASHION_MNIST`/`CIFAR10` pointing at the data, see the script's header), then `dotnet fsi scripts/reproduce.fsx report`."
+        line "`FASHION_MNIST`/`CIFAR10`/`TINYIMAGENET32` pointing at the data, see the script's header), then `dotnet fsi scripts/reproduce.fsx report`."
         line ""
         if not runResults.IsEmpty then
             let groups = groupBySetting runResults

@@ -51,7 +51,9 @@ let seeds n = [ 1 .. n ]
 
 /// Methods compared at equal SGD steps and equal total batch N: every method runs BAKE (M = 1)'s iterations per
 /// epoch; BAKE with M = 3 has twice as many iterations per epoch, so it runs half the epochs.
-let methodRuns (study: string) (epochs: int) (headlineSeeds: int) (otherSeeds: int) =
+/// `omegas`: further ensembling weights ω for BAKE (M = 1), run at `otherSeeds` as "bake-m1-omega-ω" (the paper picks
+/// ω from {0.5, 0.9} per dataset; 0.5 is the headline run).
+let methodRuns (study: string) (epochs: int) (headlineSeeds: int) (otherSeeds: int) (omegas: float list) =
     let run name methodName seed overrides epochs' =
         { Study = study; Name = $"{name}-s{seed}"; Method = name; Seed = seed; Overrides = overrides @ [ $"RNG_SEED={seed}" ]; Epochs = epochs' }
     let plain = [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.EQUAL_STEPS_M=1" ]
@@ -59,6 +61,8 @@ let methodRuns (study: string) (epochs: int) (headlineSeeds: int) (otherSeeds: i
           yield run "vanilla" "vanilla" seed plain epochs
           yield run "bake-m1" "bake" seed [ "TRAIN.USE_BAKE=True"; "TRAIN.INTRA_IMGS=1" ] epochs
       for seed in seeds otherSeeds do
+          for omega in omegas do
+              yield run (sprintf "bake-m1-omega-%g" omega) "bake" seed [ "TRAIN.USE_BAKE=True"; "TRAIN.INTRA_IMGS=1"; sprintf "TRAIN.OMEGA=%g" omega ] epochs
           yield run "bake-m3" "bake" seed [ "TRAIN.USE_BAKE=True"; "TRAIN.INTRA_IMGS=3"; $"OPTIM.MAX_EPOCH={epochs / 2}" ] (epochs / 2)
           yield run "label-smoothing" "label-smoothing" seed (plain @ [ "METHOD.NAME=label-smoothing" ]) epochs
           yield run "tfkd-reg" "tfkd-reg" seed (plain @ [ "METHOD.NAME=tfkd-reg" ]) epochs
@@ -132,19 +136,19 @@ let pilotRuns =
 let studies : Study list =
     [ { Name = "fmnist-limited"
         Description = "Fashion-MNIST, data-limited: 100 training images per class (1,000), crop + flip, full 10,000-image test set, small CNN, 30 epochs; one run at a time on both cores"
-        Base = fmnistBase 100 30 64; Epochs = 30; Batch = 64; Runs = methodRuns "fmnist-limited" 30 5 3 }
+        Base = fmnistBase 100 30 64; Epochs = 30; Batch = 64; Runs = methodRuns "fmnist-limited" 30 5 3 [] }
       { Name = "fmnist-ablations"
         Description = "Ablations in the Fashion-MNIST data-limited regime (2 seeds each); one run at a time on both cores"
         Base = fmnistBase 100 30 64; Epochs = 30; Batch = 64; Runs = ablationRuns "fmnist-ablations" 30 }
       { Name = "fmnist-larger"
         Description = "Fashion-MNIST, larger data: 1,000 training images per class (10,000), full test set, small CNN, 10 epochs; each run on one core (OMP_NUM_THREADS=1), two runs at a time"
-        Base = fmnistBase 1000 10 128; Epochs = 10; Batch = 128; Runs = methodRuns "fmnist-larger" 10 5 3 }
+        Base = fmnistBase 1000 10 128; Epochs = 10; Batch = 128; Runs = methodRuns "fmnist-larger" 10 5 3 [] }
       { Name = "cifar10-limited"
         Description = "CIFAR-10 (JPEG), data-limited: 200 training images per class (2,000), no augmentation, full 10,000-image test set, small CNN, 30 epochs; each run on one core (OMP_NUM_THREADS=1), two runs at a time"
-        Base = cifarBase 200 30 64 "none"; Epochs = 30; Batch = 64; Runs = methodRuns "cifar10-limited" 30 5 3 }
+        Base = cifarBase 200 30 64 "none"; Epochs = 30; Batch = 64; Runs = methodRuns "cifar10-limited" 30 5 3 [] }
       { Name = "cifar10-larger"
         Description = "CIFAR-10 (JPEG), larger data: 1,000 training images per class (10,000), crop + flip, full test set, small CNN, 8 epochs; each run on one core (OMP_NUM_THREADS=1), two runs at a time"
-        Base = cifarBase 1000 8 128 "auto"; Epochs = 8; Batch = 128; Runs = methodRuns "cifar10-larger" 8 5 3 }
+        Base = cifarBase 1000 8 128 "auto"; Epochs = 8; Batch = 128; Runs = methodRuns "cifar10-larger" 8 5 3 [] }
       { Name = "tin32-pilot"
         Description = "TinyImageNet-32 architecture pilot: vanilla, seed 1, 100 training images per class (20,000), no augmentation (two runs with crop + flip), the full 10,000-image validation set as test set, 8 epochs at BAKE (M = 1)'s steps (4 for the two slowest models); each run on one core (OMP_NUM_THREADS=1), two runs at a time"
         Base = tinyBase 100 8 "none"; Epochs = 8; Batch = 128; Runs = pilotRuns } ]
