@@ -111,10 +111,24 @@ let cifarBase perClass epochs batch augment =
 /// 0.9) with weight decay 5e-4 and a cosine schedule over the run's budget; 50 images per class are held out of
 /// training for temperature calibration, and the 10,000 validation images are the test set. Evaluated every epoch so
 /// that convergence (test top-1 flat over the last fifth) can be read off the curves.
-let tinyBase perClass epochs augment =
-    [ $"TRAIN.DATASET={tinyImageNet32}"; $"TRAIN.PER_CLASS={perClass}"; "TRAIN.HOLDOUT_PER_CLASS=50"; $"DATA.AUGMENT={augment}"
+let tinyBaseHolding perClass holdout epochs augment =
+    [ $"TRAIN.DATASET={tinyImageNet32}"; $"TRAIN.PER_CLASS={perClass}"; $"TRAIN.HOLDOUT_PER_CLASS={holdout}"; $"DATA.AUGMENT={augment}"
       "TRAIN.BATCH_SIZE=128"; $"OPTIM.MAX_EPOCH={epochs}"; "OPTIM.BASE_LR=0.1"; "OPTIM.WEIGHT_DECAY=5e-4"
       "TRAIN.EVAL_PERIOD=1"; "TEST.BATCH_SIZE=500"; "LOG_PERIOD=50"; "TRAIN.CHECKPOINT_PERIOD=1" ]
+let tinyBase perClass epochs augment = tinyBaseHolding perClass 50 epochs augment
+
+/// The TinyImageNet studies' architecture, chosen by the pilot (docs/results.md, tin32-pilot): the only candidate that
+/// fits its 20,000 training images within the ~30 min budget (98.8 % training top-1 in its last epoch without
+/// augmentation), and the cheapest step; the second architecture is resnet20 (0.28M parameters against 11.3M).
+let tinyModel = "resnet18"
+let tinySecondModel = "resnet20"
+/// The full regime's budget: 4 epochs at BAKE (M = 1)'s steps over 98,000 images (6,124 steps, ~50 min on one core).
+let tinyFullEpochs = 4
+/// The baseline run beside vanilla and BAKE with the second architecture: the best of tin32-limited once it is known.
+let tinyBestBaseline = "cskd"
+/// Runs ordered by seed (stable), so that every method has a first seed before any has a fourth: a study spread over
+/// several sessions is comparable at every stage.
+let bySeed (runs: Run list) = runs |> List.sortBy (fun r -> r.Seed)
 
 /// The architecture pilot: vanilla, one seed, the data-limited regime (100 images per class), at BAKE (M = 1)'s
 /// steps per epoch like every study run. One step of 128 images on one core (`bake time --classes 200`, idle
@@ -151,7 +165,22 @@ let studies : Study list =
         Base = cifarBase 1000 8 128 "auto"; Epochs = 8; Batch = 128; Runs = methodRuns "cifar10-larger" 8 5 3 [] }
       { Name = "tin32-pilot"
         Description = "TinyImageNet-32 architecture pilot: vanilla, seed 1, 100 training images per class (20,000), no augmentation (two runs with crop + flip), the full 10,000-image validation set as test set, 8 epochs at BAKE (M = 1)'s steps (4 for the two slowest models); each run on one core (OMP_NUM_THREADS=1), two runs at a time"
-        Base = tinyBase 100 8 "none"; Epochs = 8; Batch = 128; Runs = pilotRuns } ]
+        Base = tinyBase 100 8 "none"; Epochs = 8; Batch = 128; Runs = pilotRuns }
+      { Name = "tin32-limited"
+        Description = $"TinyImageNet-32, data-limited: 100 training images per class (20,000), no augmentation, the 10,000 validation images as test set, {tinyModel} (the pilot's choice), 8 epochs; each run on one core (OMP_NUM_THREADS=1), two runs at a time"
+        Base = tinyBase 100 8 "none" @ [ $"MODEL.TYPE={tinyModel}" ]; Epochs = 8; Batch = 128
+        Runs = methodRuns "tin32-limited" 8 5 3 [ 0.9 ] |> bySeed }
+      { Name = "tin32-full"
+        Description = $"TinyImageNet-32, full: every training image but 10 per class held out for calibration (98,000), crop + flip, the 10,000 validation images as test set, {tinyModel}, {tinyFullEpochs} epochs; each run on one core (OMP_NUM_THREADS=1), two runs at a time"
+        Base = tinyBaseHolding 0 10 tinyFullEpochs "auto" @ [ $"MODEL.TYPE={tinyModel}" ]; Epochs = tinyFullEpochs; Batch = 128
+        Runs = methodRuns "tin32-full" tinyFullEpochs 3 2 [ 0.9 ] |> bySeed }
+      { Name = "tin32-limited-" + tinySecondModel
+        Description = $"TinyImageNet-32, data-limited as tin32-limited, with {tinySecondModel} (another capacity): vanilla, BAKE and the best baseline of tin32-limited, 3 seeds"
+        Base = tinyBase 100 8 "none" @ [ $"MODEL.TYPE={tinySecondModel}" ]; Epochs = 8; Batch = 128
+        Runs =
+            methodRuns ("tin32-limited-" + tinySecondModel) 8 3 3 []
+            |> List.filter (fun r -> r.Method = "vanilla" && not (r.Name.Contains "official") || r.Method = "bake-m1" || r.Method = tinyBestBaseline)
+            |> bySeed } ]
 
 let runDir (run: Run) = Path.Combine(results, run.Study, run.Name)
 
