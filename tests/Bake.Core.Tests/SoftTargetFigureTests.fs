@@ -36,8 +36,11 @@ let tests =
             Expect.equal sample.Options.Omega 0.5 "the run's ω"
             Expect.stringContains sample.SettingsSource "config.yaml" "settings from the run's config"
             Expect.hasLength sample.Panels 5 "five panels"
-            let batch = (Sampling.bakeBatches (dataset.Train.Labels, 8, 1, 7, 0))[0]
-            Expect.sequenceEqual (sample.Panels |> List.map (fun p -> p.Index)) (Array.truncate 5 batch) "the sampler's first images"
+            // Sampled from the run's own training images (its TRAIN.PER_CLASS selection), indexed in the training split.
+            let run = (RunDirectory.tryConfiguration trainedRun.Value).Value
+            let kept = Setup.trainingIndices run.Settings dataset
+            let batch = (Sampling.bakeBatches (Array.map (fun i -> dataset.Train.Labels[i]) kept, 8, 1, 7, 0))[0]
+            Expect.sequenceEqual (sample.Panels |> List.map (fun p -> p.Index)) (Array.truncate 5 batch |> Array.map (fun i -> kept[i])) "the sampler's first images of the run's training set"
             for panel in sample.Panels do
                 Expect.equal panel.Label dataset.Train.Labels[panel.Index] "label"
                 Expect.equal panel.LabelName dataset.Classes[panel.Label] "label name"

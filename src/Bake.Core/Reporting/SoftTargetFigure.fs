@@ -95,7 +95,7 @@ module SoftTargetFigure =
 
     /// <summary>Samples one BAKE batch of a checkpoint's training data and computes the soft targets of its images.</summary>
     /// <param name="path">A checkpoint folder or a run directory (its last checkpoint: the final model).</param>
-    /// <param name="datasetSpec">The dataset to sample from; None: the run's TRAIN.DATASET.</param>
+    /// <param name="datasetSpec">The dataset to sample from (its whole training split); None: the run's own training images (TRAIN.DATASET after TRAIN.PER_CLASS and the held-out images).</param>
     /// <param name="count">How many images of the batch to show (its first anchors, in the sampler's random order).</param>
     /// <param name="seed">Seeds the sampler (epoch 0).</param>
     /// <exception cref="T:Bake.Core.UsageException">No dataset can be determined, or count &lt; 1.</exception>
@@ -106,13 +106,15 @@ module SoftTargetFigure =
         let opened = RunDirectory.openCheckpoint path
         let checkpoint, state = opened.Checkpoint, opened.State
         let options, m, batchSize, source = runSettings opened
-        // From the run's own training images (its TRAIN.PER_CLASS selection, the only ones held), or a named dataset's.
-        let dataset, images =
+        // From the run's own training images (its TRAIN.PER_CLASS selection, the only ones an ImageFolder run holds),
+        // or a named dataset's; `kept` maps them to their indices in the training split.
+        let dataset, kept =
             match datasetSpec, opened.Run with
-            | Some spec, _ -> let d = Datasets.load (spec, None) in d, d.Train
-            | None, Some run -> let d = RunDirectory.trainingData run in d, Setup.trainingImages run.Settings d
+            | Some spec, _ -> let d = Datasets.load (spec, None) in d, Array.init d.Train.Count id
+            | None, Some run -> let d = RunDirectory.trainingData run in d, Setup.trainingIndices run.Settings d
             | None, None -> raise (UsageException($"{path}: the run's config.yaml was not found next to the checkpoint; name the dataset to sample from", "dataset"))
         use dataset = dataset
+        let images = Split.subset dataset.Train kept
         use model = RunDirectory.loadModel opened
         Checkpoints.requireSameClasses (checkpoint, state, dataset.Name, dataset)
         let anchors = max 1 (batchSize / (m + 1))
@@ -139,7 +141,7 @@ module SoftTargetFigure =
                   let label = images.Labels[batch[i]]
                   { Pixels = raw[int64 i].contiguous().data<byte>().ToArray()
                     Shape = shape
-                    Index = batch[i]
+                    Index = kept[batch[i]]
                     Label = label
                     LabelName = state.Classes[label]
                     Target = targetTop[i]

@@ -59,11 +59,18 @@ module Setup =
         let training, held = Split.perClass (split.Labels, perClass, holdoutPerClass, seed)
         Split.subset split training, Split.subset split held
 
+    /// <summary>The indices, in the training split, of the images a run trains on: all but the held-out images, at
+    /// most TRAIN.PER_CLASS per class (sorted).</summary>
+    [<CompiledName("TrainingIndices")>]
+    let trainingIndices (settings: TrainingSettings) (dataset: Dataset) : int[] =
+        if settings.PerClass > 0 || settings.HoldoutPerClass > 0 then
+            fst (Split.perClass (dataset.Train.Labels, settings.PerClass, settings.HoldoutPerClass, settings.Seed))
+        else Array.init dataset.Train.Count id
+
     /// <summary>The images a run trains on: the training split less held-out images, at most TRAIN.PER_CLASS per class.</summary>
     [<CompiledName("TrainingImages")>]
     let trainingImages (settings: TrainingSettings) (dataset: Dataset) : ISplit =
-        if settings.PerClass > 0 || settings.HoldoutPerClass > 0 then
-            fst (splitTraining (dataset.Train, settings.PerClass, settings.HoldoutPerClass, settings.Seed))
+        if settings.PerClass > 0 || settings.HoldoutPerClass > 0 then Split.subset dataset.Train (trainingIndices settings dataset)
         else dataset.Train
 
     /// <summary>Fails before reading any data when the run directory cannot be written.</summary>
