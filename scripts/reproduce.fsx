@@ -191,19 +191,37 @@ let completedEpochs (dir: string) =
 let isComplete (run: Run) =
     completedEpochs (runDir run) >= run.Epochs && File.Exists(Path.Combine(runDir run, "robustness.json"))
 
-let exec (arguments: string list) =
+/// Runs `bake` with the arguments and returns its exit code.
+let runBake (arguments: string list) =
     let info = ProcessStartInfo(bake, UseShellExecute = false)
     for a in arguments do info.ArgumentList.Add a
     use proc = Process.Start info
     proc.WaitForExit()
-    if proc.ExitCode <> 0 then failwithf "bake %s exited with %d" (String.concat " " arguments) proc.ExitCode
+    proc.ExitCode
+
+let exec (arguments: string list) =
+    let code = runBake arguments
+    if code <> 0 then failwithf "bake %s exited with %d" (String.concat " " arguments) code
+
+/// A training that fails at run time (exit 1, or killed by a signal: the process is gone, its checkpoints are not) is
+/// resumed from its last checkpoint, up to three more times; a usage error (exit 2) is not retried.
+let train (dir: string) (arguments: string list) =
+    let rec attempt (n: int) =
+        let resume = File.Exists(Path.Combine(dir, "checkpoints", "last.json"))
+        let full = [ "train"; "--out"; dir ] @ arguments @ (if resume then [ "--resume" ] else [])
+        match runBake full with
+        | 0 -> ()
+        | code when code <> 2 && n < 3 ->
+            eprintfn "bake %s exited with %d; resuming from the last checkpoint (retry %d of 3)" (String.concat " " full) code (n + 1)
+            attempt (n + 1)
+        | code -> failwithf "bake %s exited with %d" (String.concat " " full) code
+    attempt 0
 
 let execute (study: Study) (run: Run) =
     let dir = runDir run
     let clock = Stopwatch.StartNew()
     if completedEpochs dir < run.Epochs then
-        let resume = File.Exists(Path.Combine(dir, "checkpoints", "last.json"))
-        exec ([ "train"; "--out"; dir ] @ (study.Base @ run.Overrides |> List.collect (fun o -> [ "--set"; o ])) @ (if resume then [ "--resume" ] else []))
+        train dir (study.Base @ run.Overrides |> List.collect (fun o -> [ "--set"; o ]))
     exec [ "eval"; "--checkpoint"; dir
            "--fgsm"; "0.01,0.03,0.1"; "--corruption"; "gaussian-noise,gaussian-blur"; "--calibrate"; "--batch-size"; "1000"
            "--out"; Path.Combine(dir, "robustness.json") ]

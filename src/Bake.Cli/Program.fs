@@ -88,7 +88,9 @@ let private run argv =
     | e ->
         // Whatever escaped the typed errors (a libtorch error, a bug) still ends with one line and exit 1, never with
         // an abort and a stack trace; BAKE_DEBUG=1 prints the trace for a bug report.
-        eprintfn "bake: %s: %s" (e.GetType().Name) e.Message
+        // libtorch's errors carry its C++ backtrace after the first line ("Exception raised from …", "frame #0: …").
+        let firstLine = e.Message.Split('\n', StringSplitOptions.RemoveEmptyEntries) |> Array.tryHead |> Option.defaultValue e.Message
+        eprintfn "bake: %s: %s" (e.GetType().Name) (firstLine.Trim())
         if Environment.GetEnvironmentVariable "BAKE_DEBUG" = "1" then eprintfn "%O" e
         1
 

@@ -54,9 +54,26 @@ module Tensors =
             if lo < 0L || hi >= classes then
                 invalidArg "labels" $"labels must lie in [0, {classes}) for logits {describe logits}, got values in [{lo}, {hi}]"
 
-    /// <summary>A TorchSharp scalar from a float (F# does not apply the implicit conversion in overloads).</summary>
+    /// <summary>The most distinct values <see cref="M:Bake.Core.Tensors.Scalar(System.Double)"/> keeps alive.</summary>
+    [<Literal>]
+    let ScalarCacheSize = 65536
+
+    let private scalars = Collections.Concurrent.ConcurrentDictionary<float, Scalar>()
+
+    /// <summary>A TorchSharp scalar from a float (F# does not apply the implicit conversion in overloads), kept
+    /// alive for the process: the same object for the same value (up to <c>ScalarCacheSize</c> values, beyond which
+    /// a fresh one is made).</summary>
+    /// <remarks>Why cached: a Scalar passed straight to an op is unreachable once its handle is read, so a garbage
+    /// collection started by another thread (the loader's workers allocate) can finalize it — freeing the native
+    /// scalar — while libtorch is still reading it inside the call; libtorch then fails with "Unknown scalar type"
+    /// (seen once in a 10,000-iteration run, docs/reliability.md). A cached Scalar is never finalized. The caller
+    /// must not dispose it.</remarks>
     [<CompiledName("Scalar")>]
-    let scalar (value: float) : Scalar = value.ToScalar()
+    let scalar (value: float) : Scalar =
+        match scalars.TryGetValue value with
+        | true, cached -> cached
+        | _ when scalars.Count >= ScalarCacheSize -> value.ToScalar()
+        | _ -> scalars.GetOrAdd(value, fun v -> v.ToScalar())
 
     /// <summary>Formats a floating-point value for messages with invariant culture.</summary>
     let internal fmt (value: float) = value.ToString("R", Globalization.CultureInfo.InvariantCulture)

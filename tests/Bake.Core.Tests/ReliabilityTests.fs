@@ -36,6 +36,19 @@ let private pngHeader (width: int) (height: int) =
 [<Tests>]
 let tests =
     testList "Reliability" [
+        test "Tensors.scalar keeps its scalars alive: the same object per value, usable after scopes and collections" {
+            // A Scalar handed straight to an op could be finalized by a collection another thread starts while libtorch
+            // still reads it ("Unknown scalar type" in a long run): the cache keeps every one reachable.
+            let first = Tensors.scalar 0.3125
+            Expect.isTrue (obj.ReferenceEquals(first, Tensors.scalar 0.3125)) "one Scalar per value"
+            using (TorchSharp.torch.NewDisposeScope()) (fun _ -> Tensors.scalar 0.3125 |> ignore)
+            System.GC.Collect()
+            System.GC.WaitForPendingFinalizers()
+            use ones = TorchSharp.torch.ones [| 3L |]
+            use scaled = ones.mul (Tensors.scalar 0.3125)
+            Expect.sequenceEqual (scaled.data<float32>().ToArray()) [| 0.3125f; 0.3125f; 0.3125f |] "still a valid scalar after a scope and a full collection"
+        }
+
         testList "configs are untrusted input" [
             test "a second YAML document is refused, not dropped" {
                 let found = problems (Configs.parseYaml "c.yaml" "TRAIN:\n  OMEGA: 0.3\n---\nTRAIN:\n  OMEGA: 0.9\n")
