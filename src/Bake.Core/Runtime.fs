@@ -1,6 +1,7 @@
 namespace Bake.Core
 
 open System
+open System.Runtime
 open System.Runtime.InteropServices
 
 /// <summary>Process-wide settings of the native runtime, applied by programs before their first torch call.</summary>
@@ -50,6 +51,27 @@ module Runtime =
                 true
             | _ -> false
         | policy -> policy.Trim().ToUpperInvariant() = "PASSIVE"
+
+    /// <summary>The managed allocation budget of <see cref="M:Bake.Core.Runtime.WithoutCollections"/> (all threads).</summary>
+    [<Literal>]
+    let StepAllocationBudget = 64L * 1024L * 1024L
+
+    /// <summary>Runs <paramref name="action"/> with garbage collection held off (a no-GC region of
+    /// <c>StepAllocationBudget</c> bytes, the whole process): the training step, because TorchSharp makes Scalars on
+    /// the fly inside its own modules (BatchNorm's <c>num_batches_tracked.add_(1)</c> in every training forward, the
+    /// optimizer's step sizes), and a collection started meanwhile by another thread (the loader's workers allocate)
+    /// may finalize such a Scalar while libtorch still reads it: "Unknown scalar type", about once in a few thousand
+    /// iterations under load (docs/reliability.md). Allocation beyond the budget ends the region early (a collection
+    /// happens as it would have); nested calls and a failure to start run the action plainly.</summary>
+    [<CompiledName("WithoutCollections")>]
+    let withoutCollections (action: unit -> 'T) : 'T =
+        let started =
+            GCSettings.LatencyMode <> GCLatencyMode.NoGCRegion
+            && (try GC.TryStartNoGCRegion StepAllocationBudget with :? ArgumentOutOfRangeException | :? InvalidOperationException -> false)
+        try action ()
+        finally
+            if started && GCSettings.LatencyMode = GCLatencyMode.NoGCRegion then
+                try GC.EndNoGCRegion() with :? InvalidOperationException -> ()
 
     [<DllImport("libc", EntryPoint = "mallopt")>]
     extern int private mallopt(int parameter, int value)

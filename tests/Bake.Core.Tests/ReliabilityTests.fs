@@ -36,6 +36,24 @@ let private pngHeader (width: int) (height: int) =
 [<Tests>]
 let tests =
     testList "Reliability" [
+        test "Runtime.withoutCollections holds collections off during the action, nests, and always ends its region" {
+            // Starting the region may collect once to make room; none may happen after that.
+            let inside =
+                Runtime.withoutCollections (fun () ->
+                    let collections = System.GC.CollectionCount 0
+                    let mode = System.Runtime.GCSettings.LatencyMode
+                    // Nested: runs plainly inside the outer region.
+                    let nested = Runtime.withoutCollections (fun () -> Array.init 1000 (fun _ -> Array.zeroCreate<byte> 1024) |> Array.length)
+                    mode, nested, System.GC.CollectionCount 0 - collections)
+            let mode, nested, during = inside
+            Expect.equal mode System.Runtime.GCLatencyMode.NoGCRegion "in a no-GC region during the action"
+            Expect.equal nested 1000 "the nested action's result"
+            Expect.equal during 0 "no collection during 1 MB of allocations"
+            Expect.notEqual System.Runtime.GCSettings.LatencyMode System.Runtime.GCLatencyMode.NoGCRegion "the region ended"
+            Expect.throwsT<System.InvalidOperationException> (fun () -> Runtime.withoutCollections (fun () -> invalidOp "boom") |> ignore) "the action's exception passes"
+            Expect.notEqual System.Runtime.GCSettings.LatencyMode System.Runtime.GCLatencyMode.NoGCRegion "and the region still ends"
+        }
+
         test "Tensors.scalar keeps its scalars alive: the same object per value, usable after scopes and collections" {
             // A Scalar handed straight to an op could be finalized by a collection another thread starts while libtorch
             // still reads it ("Unknown scalar type" in a long run): the cache keeps every one reachable.

@@ -122,7 +122,8 @@ module Epoch =
             let iteration = progress.Iterations
             let lr = Schedules.learningRate (settings.Schedule, epoch, iteration, iterations)
             Optimizer.setLearningRate (setup.Optimizer, lr)
-            let loss, terms, correct, seen = step setup epoch iteration batch batches[iteration] shares lastCheckpoint
+            // No collection during the step: TorchSharp's own on-the-fly Scalars must not be finalized mid-call.
+            let loss, terms, correct, seen = Runtime.withoutCollections (fun () -> step setup epoch iteration batch batches[iteration] shares lastCheckpoint)
             progress <- accumulate progress loss terms correct seen (secondsBefore + clock.Elapsed.TotalSeconds)
             windowImages <- windowImages + seen
             let imagesPerSecond = float windowImages / max 1e-9 windowClock.Elapsed.TotalSeconds
