@@ -237,7 +237,8 @@ module DatasetStats =
         while start < n do
             let length = min chunk (n - start)
             use part = images.narrow(0L, start, length).contiguous ()
-            let bytes = part.data<byte>().ToArray()
+            // One copy of the native bytes (a TensorAccessor's ToArray reads element by element).
+            let bytes = part.bytes.ToArray()
             for k in 0 .. int length - 1 do
                 addMoments sums squares bytes (k * channels * pixels) pixels
             start <- start + length
