@@ -112,7 +112,7 @@ def parse_steps(output):
 
 def steps_job(bake, repeats, twin, rows):
     results = []
-    for model, batch, channels, side, classes, iterations in STEP_ROWS[:rows]:
+    for model, batch, channels, side, classes, iterations in rows:
         shape = ["--model", model, "--batch", str(batch), "--channels", str(channels), "--image-size", str(side), "--classes", str(classes),
                  "--iterations", str(iterations)]
         runs = {"bake": [], "twin": []}
@@ -121,9 +121,13 @@ def steps_job(bake, repeats, twin, rows):
             if twin:
                 runs["twin"].append(parse_steps(run([PYTHON, TWIN, "time"] + shape)[2]))
         med = lambda side, label: statistics.median(r[label] for r in runs[side]) if runs[side] else None
-        row = {"name": f"{model} {channels}x{side}x{side} b{batch} ({classes} classes)"}
+        row = {"name": f"{model} {channels}x{side}x{side} b{batch} ({classes} classes)", "spread": {}}
         for label, _ in STEP_LABELS:
             row[label] = (med("bake", label), med("twin", label))
+            # The ratio of each alternating pair of processes: its range shows how much one cell can move between
+            # processes on the same machine, which a single pair cannot.
+            pairs = sorted(b[label] / t[label] for b, t in zip(runs["bake"], runs["twin"]) if b[label] and t[label])
+            row["spread"][label] = (pairs[0], pairs[-1]) if len(pairs) > 1 else None
         results.append(row)
         print(f"  {row['name']}: " + ", ".join(f"{label} {b:.1f} / {t:.1f} ms" if t else f"{label} {b:.1f} ms"
                                                 for label, (b, t) in ((l, row[l]) for l, _ in STEP_LABELS)) + f" (load {load()})", flush=True)
@@ -137,10 +141,11 @@ def main():
     parser.add_argument("--tinyimagenet", default=os.environ.get("TINYIMAGENET32"), help="TinyImageNet-32 folder: a loader row with resnet20's step")
     parser.add_argument("--repeats", type=int, default=3, help="runs per side of each end-to-end job (default 3)")
     parser.add_argument("--image-repeats", type=int, default=2, help="runs per side of the 3x32x32 images job (default 2)")
-    parser.add_argument("--step-repeats", type=int, default=1, help="bake time / twin time processes per side and row (default 1)")
+    parser.add_argument("--step-repeats", type=int, default=5,
+                        help="bake time / twin time processes per side and row, alternating; cells are medians over them (default 5)")
     parser.add_argument("--jobs", default="default,images,steps,loader")
     parser.add_argument("--no-twin", action="store_true", help="Bake only (e.g. --bake pointing at an older build, for before/after)")
-    parser.add_argument("--rows", type=int, default=len(STEP_ROWS), help="time only the first ROWS step rows (a quick check)")
+    parser.add_argument("--rows", default=None, help="time only these step rows: comma-separated indices into the table (0 = cnn 1x28)")
     args = parser.parse_args()
     jobs = args.jobs.split(",")
     if not os.path.exists(args.bake):
@@ -161,7 +166,8 @@ def main():
             summary.append(("default job on 3x32x32 images, 800/class, 2 epochs (s)", b, t))
         else:
             print("bench: images job skipped: no folder with train/ and test/ (--images or $BAKE_BENCH_IMAGES)")
-    steps = steps_job(args.bake, args.step_repeats, twin, args.rows) if "steps" in jobs else []
+    rows = [STEP_ROWS[int(i)] for i in args.rows.split(",")] if args.rows else STEP_ROWS
+    steps = steps_job(args.bake, args.step_repeats, twin, rows) if "steps" in jobs else []
     loader = []
     if "loader" in jobs:
         sources = [["embedded"]]
@@ -196,11 +202,14 @@ def main():
             cells = []
             for label in ("forward", "CE step", "BAKE step"):
                 b, t = row[label]
-                cells.append(f"{b:.1f} / {t:.1f} ms ({ratio(b, t)})" if t else f"{b:.1f} ms")
+                spread = row["spread"][label]
+                cells.append((f"{b:.1f} / {t:.1f} ms ({ratio(b, t)}" + (f"; pairs {spread[0]:.2f}-{spread[1]:.2f}" if spread else "") + ")")
+                             if t else f"{b:.1f} ms")
             (be, te), (bc, tc) = row["BAKE extra"], row["CE step"]
             overhead = f"{100 * be / bc:.1f}% / {100 * te / tc:.1f}%" if te else f"{100 * be / bc:.1f}%"
             print(f"| {row['name']} | " + " | ".join(cells) + f" | {overhead} |")
-        print("\n(step cells: Bake / twin ms (ratio))")
+        print("\n(step cells: Bake / twin ms, medians over the processes (ratio of the medians; range of the ratios of the"
+              " alternating process pairs))")
     for source, output in loader:
         print(f"\n`bake data bench {source}`:\n" + "\n".join("    " + line for line in output.strip().splitlines()[-12:]))
 

@@ -86,6 +86,25 @@ let tests =
             (partial :> System.IDisposable).Dispose()
         }
 
+        test "loading for the test split alone decodes no training image: a corrupt one goes unnoticed, statistics are empty" {
+            use dir = new TempDir()
+            let _ = writeFolder dir.Path "test"
+            let whole = Datasets.loadFolder dir.Path None inMemory
+            // A training file that cannot be decoded: loading the training split fails on it, naming it...
+            let corrupt = Path.Combine(dir.Path, "train", "b", "0001.png")
+            File.WriteAllBytes(corrupt, [| 1uy; 2uy; 3uy |])
+            expectError (fun () -> (Datasets.loadIn (dir.Path, None, Some(fun _ -> [||])) :> System.IDisposable).Dispose()) [ "0001.png" ]
+            // ...while the test split alone never reads it.
+            let testOnly = Datasets.loadTestSplit (dir.Path, None)
+            Expect.isEmpty testOnly.Mean "no statistics"
+            Expect.isEmpty testOnly.Std "no std"
+            Expect.equal testOnly.Train.Labels whole.Train.Labels "the training labels are still listed"
+            Expect.sequenceEqual (loadBytes testOnly.Test [| 0; 3; 5 |]) (loadBytes whole.Test [| 0; 3; 5 |]) "the test split: the same pixels"
+            Expect.throwsT<System.InvalidOperationException> (fun () -> (testOnly.Train.Load [| 0 |]).Dispose()) "no training image is held"
+            (whole :> System.IDisposable).Dispose()
+            (testOnly :> System.IDisposable).Dispose()
+        }
+
         test "statistics are exact integer sums: independent of chunking and of the order images come in" {
             let images = Array.init 2100 (fun i -> byte ((i * 7919 + i / 13) % 256))
             use tensor = DataFile.uint8Tensor (Array.init (700 * 3 * 4) (fun i -> images[i % images.Length])) [| 700L; 3L; 2L; 2L |]

@@ -223,6 +223,13 @@ module Datasets =
     let loadIn (spec: string, format: DataFormat option, trainingSelection: (int[] -> int[]) option) : Dataset =
         loadWith (spec, format, None, { ImageFolder.defaultOptions with TrainingSelection = trainingSelection })
 
+    /// <summary>Loads a dataset for its test split alone (see <see cref="M:Bake.Core.Data.Datasets.LoadIn"/>): an
+    /// ImageFolder holds none of its training images and decodes none for statistics, so its Mean and Std are empty
+    /// and the caller supplies its own (a checkpoint's, the training dataset's); the other layouts load as usual.</summary>
+    [<CompiledName("LoadTestSplit")>]
+    let loadTestSplit (spec: string, format: DataFormat option) : Dataset =
+        loadWith (spec, format, None, { ImageFolder.defaultOptions with TrainingSelection = Some(fun _ -> [||]); TrainingStatistics = false })
+
     /// <summary>A readable summary: source, shape, classes with their counts per split, mean and std.</summary>
     [<CompiledName("Describe")>]
     let describe (dataset: Dataset) : string =

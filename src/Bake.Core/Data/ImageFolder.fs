@@ -27,6 +27,10 @@ type ImageFolderOptions =
         /// TRAIN.PER_CLASS and held-out images): in memory, only these are kept, the others are decoded once for the
         /// statistics and dropped. None: all. Ignored when undecodable images are skipped (the indices would move).</summary>
         TrainingSelection: (int[] -> int[]) option
+        /// <summary>False: the training split's mean and std are not computed (empty arrays), so the training images
+        /// the selection leaves out are not decoded at all; for a caller that brings its own statistics (evaluating a
+        /// checkpoint, a run's separate TEST.DATASET).</summary>
+        TrainingStatistics: bool
     }
 
 /// <summary>A split of image files decoded on demand (SkiaSharp), for ImageFolders too large to hold in memory.</summary>
@@ -50,7 +54,8 @@ module ImageFolder =
 
     /// <summary>The default options: images at their own size, no skipping, in memory when both splits decoded take at most 1.5 GiB.</summary>
     let defaultOptions =
-        { ImageSize = None; SkipUndecodable = false; InMemory = None; MemoryBudgetBytes = 1536L * 1024L * 1024L; TrainingSelection = None }
+        { ImageSize = None; SkipUndecodable = false; InMemory = None; MemoryBudgetBytes = 1536L * 1024L * 1024L; TrainingSelection = None
+          TrainingStatistics = true }
 
     let private extensions = set [ ".jpg"; ".jpeg"; ".png" ]
 
@@ -247,14 +252,16 @@ module ImageFolder =
                     ParallelOptions(MaxDegreeOfParallelism = Environment.ProcessorCount),
                     fun i ->
                         try
-                            let image = decodeOne (fst entries[i])
-                            if slots[i] >= 0 then Buffer.BlockCopy(image, 0, data, slots[i] * int imageBytes, int imageBytes)
-                            if withStats then
-                                let s = Array.zeroCreate<int64> channels
-                                let q = Array.zeroCreate<int64> channels
-                                DatasetStats.addMoments s q image 0 pixels
-                                Array.blit s 0 sums (i * channels) channels
-                                Array.blit q 0 squares (i * channels) channels
+                            // An entry neither held nor counted in the statistics is not decoded.
+                            if slots[i] >= 0 || withStats then
+                                let image = decodeOne (fst entries[i])
+                                if slots[i] >= 0 then Buffer.BlockCopy(image, 0, data, slots[i] * int imageBytes, int imageBytes)
+                                if withStats then
+                                    let s = Array.zeroCreate<int64> channels
+                                    let q = Array.zeroCreate<int64> channels
+                                    DatasetStats.addMoments s q image 0 pixels
+                                    Array.blit s 0 sums (i * channels) channels
+                                    Array.blit q 0 squares (i * channels) channels
                             ok[i] <- true
                         with :? BakeException as e ->
                             if options.SkipUndecodable then skipped.Add(fst entries[i]) else errors[i] <- (e :> exn)
@@ -308,7 +315,7 @@ module ImageFolder =
                     use images = split.Load sample
                     let mean, std = DatasetStats.meanStd images
                     split, mean, std
-        let trainSplit, mean, std = build train trainSlots true
+        let trainSplit, mean, std = build train trainSlots options.TrainingStatistics
         let testSplit, _, _ = build test (Array.init test.Length id) false
         // Decoding leaves a few kilobytes of garbage per image (file bytes, planar copies) that would otherwise stay
         // committed to the managed heap for the whole run: ~160 MB for CIFAR-10's 60,000 JPEGs (docs/performance.md).

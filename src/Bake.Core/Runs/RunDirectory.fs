@@ -83,8 +83,8 @@ module RunDirectory =
             | None, Some run -> run.Settings.TestData
             | None, None ->
                 raise (UsageException $"{opened.Checkpoint}: the run's {ConfigFile} was not found next to the checkpoint; name the dataset to test on")
-        // Only the test split is read (normalised with the checkpoint's statistics): no training image is held.
-        let dataset = Datasets.loadIn (spec, format, Some(fun _ -> [||]))
+        // Only the test split is read, normalised with the checkpoint's statistics: no training image is decoded.
+        let dataset = Datasets.loadTestSplit (spec, format)
         try
             Checkpoints.requireSameClasses (opened.Checkpoint, opened.State, spec, dataset)
             let normalisedAsTrained = { dataset with Mean = opened.State.Mean; Std = opened.State.Std }

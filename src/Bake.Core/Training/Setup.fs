@@ -136,8 +136,8 @@ module Setup =
             let testDataset =
                 match settings.TestData with
                 | spec, _ when spec = settings.Dataset -> dataset
-                // Only its test split is read: none of its training images is held.
-                | spec, format -> Datasets.loadIn (spec, format, Some(fun _ -> [||]))
+                // Only its test split is read (normalised with the training dataset's statistics).
+                | spec, format -> Datasets.loadTestSplit (spec, format)
             let refuse message =
                 if not (obj.ReferenceEquals(testDataset, dataset)) then (testDataset :> IDisposable).Dispose()
                 raise (UsageException message)
