@@ -177,6 +177,36 @@ let write (root: string) (results: string) (studies: (string * string * (string 
         Plots.groupedBars ("final test top-1 minus vanilla's (mean over seeds; bars: std of the method's seeds)", "Δ top-1 (points)", groups, series, Path.Combine(figures, file))
         line $"![final top-1 relative to vanilla](figures/{file})"
         line ""
+        // The many-class studies against the one published column they can be set beside.
+        let tinyStudies = methodStudies |> List.map fst |> List.filter (fun s -> s.StartsWith "tin32-")
+        if not tinyStudies.IsEmpty then
+            line "### TinyImageNet against the paper (Table 12)"
+            line ""
+            line "Top-1 **error** (%, lower is better) as the paper reports it: its ResNet-18 column for TinyImageNet (CS-KD's"
+            line "pre-activation ResNet-18 on 64×64 images, 200 epochs, 3 seeds) beside every TinyImageNet-32 study here (final"
+            line "epoch, mean ± std over seeds (n), difference from vanilla with Welch's p). The paper has no Tf-KD_reg, PS-KD or DLB"
+            line "row and one ω per dataset."
+            line ""
+            let paper = [ "vanilla", 43.53; "label-smoothing", 43.09; "cskd", 41.62; "bake-m1", 41.71 ] |> Map.ofList
+            let rows = "vanilla" :: methods
+            line ("| method | paper (ResNet-18, 64×64): error, Δ | " + String.concat " | " tinyStudies + " |")
+            line ("|---|---" + String.replicate tinyStudies.Length "|---" + "|")
+            for name in rows do
+                let paperCell =
+                    match paper.TryFind name with
+                    | Some e when name = "vanilla" -> e.ToString("0.00", inv)
+                    | Some e -> $"""{e.ToString("0.00", inv)}, Δ {(e - paper["vanilla"]).ToString("+0.00;-0.00", inv)}"""
+                    | None -> "–"
+                let ours study =
+                    let errors = finals study name |> Array.map (fun top1 -> 100.0 - top1)
+                    let vanilla = finals study "vanilla" |> Array.map (fun top1 -> 100.0 - top1)
+                    if errors.Length = 0 then "–"
+                    elif name = "vanilla" || vanilla.Length = 0 then $"{pm errors 2} ({errors.Length})"
+                    else
+                        let delta = (Statistics.mean errors - Statistics.mean vanilla).ToString("+0.00;-0.00", inv)
+                        $"{pm errors 2} ({errors.Length}), Δ {delta}, p {pValue errors vanilla}"
+                line ($"| {name} | {paperCell} | " + String.concat " | " (tinyStudies |> List.map ours) + " |")
+            line ""
     for study, description, runs, own in finished do
         // An ablation study's default point (ω 0.5, τ 4, λ 1, M 1, closed form) and its vanilla reference are the
         // seed-1/2 runs of the matching methods study, which has the same base configuration.
