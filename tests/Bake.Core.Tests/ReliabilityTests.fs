@@ -36,7 +36,9 @@ let private pngHeader (width: int) (height: int) =
 [<Tests>]
 let tests =
     testList "Reliability" [
-        test "Runtime.withoutCollections holds collections off during the action, nests, and always ends its region" {
+        // Sequenced: a no-GC region is the whole process's, so tests allocating (or training, which opens its own
+        // regions) on other threads meanwhile would end it early or make this call the nested one.
+        testSequenced <| test "Runtime.withoutCollections holds collections off during the action, nests, and always ends its region" {
             // Starting the region may collect once to make room; none may happen after that.
             let inside =
                 Runtime.withoutCollections (fun () ->
