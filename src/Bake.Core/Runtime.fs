@@ -56,22 +56,36 @@ module Runtime =
     [<Literal>]
     let StepAllocationBudget = 64L * 1024L * 1024L
 
+    /// Guards the process-wide no-GC region shared by every step in flight (see withoutCollections).
+    let private regionGate = obj ()
+    let mutable private actionsInFlight = 0
+    let mutable private regionOwned = false
+
     /// <summary>Runs <paramref name="action"/> with garbage collection held off (a no-GC region of
     /// <c>StepAllocationBudget</c> bytes, the whole process): the training step, because TorchSharp makes Scalars on
     /// the fly inside its own modules (BatchNorm's <c>num_batches_tracked.add_(1)</c> in every training forward, the
     /// optimizer's step sizes), and a collection started meanwhile by another thread (the loader's workers allocate)
     /// may finalize such a Scalar while libtorch still reads it: "Unknown scalar type", about once in a few thousand
-    /// iterations under load (docs/reliability.md). Allocation beyond the budget ends the region early (a collection
-    /// happens as it would have); nested calls and a failure to start run the action plainly.</summary>
+    /// iterations under load (docs/reliability.md). The region is the process's, so calls in flight at once (nested,
+    /// or two trainings on parallel threads) share one: the first to enter starts it, the last to leave ends it.
+    /// Allocation beyond the budget ends the region early (a collection happens as it would have), and a failure to
+    /// start one runs the action plainly; a region someone else started is left alone.</summary>
     [<CompiledName("WithoutCollections")>]
     let withoutCollections (action: unit -> 'T) : 'T =
-        let started =
-            GCSettings.LatencyMode <> GCLatencyMode.NoGCRegion
-            && (try GC.TryStartNoGCRegion StepAllocationBudget with :? ArgumentOutOfRangeException | :? InvalidOperationException -> false)
+        lock regionGate (fun () ->
+            actionsInFlight <- actionsInFlight + 1
+            if actionsInFlight = 1 then
+                regionOwned <-
+                    GCSettings.LatencyMode <> GCLatencyMode.NoGCRegion
+                    && (try GC.TryStartNoGCRegion StepAllocationBudget with :? ArgumentOutOfRangeException | :? InvalidOperationException -> false))
         try action ()
         finally
-            if started && GCSettings.LatencyMode = GCLatencyMode.NoGCRegion then
-                try GC.EndNoGCRegion() with :? InvalidOperationException -> ()
+            lock regionGate (fun () ->
+                actionsInFlight <- actionsInFlight - 1
+                if actionsInFlight = 0 && regionOwned then
+                    regionOwned <- false
+                    if GCSettings.LatencyMode = GCLatencyMode.NoGCRegion then
+                        try GC.EndNoGCRegion() with :? InvalidOperationException -> ())
 
     [<DllImport("libc", EntryPoint = "mallopt")>]
     extern int private mallopt(int parameter, int value)

@@ -56,6 +56,29 @@ let tests =
             Expect.notEqual System.Runtime.GCSettings.LatencyMode System.Runtime.GCLatencyMode.NoGCRegion "and the region still ends"
         }
 
+        testSequenced <| test "Runtime.withoutCollections shares one region between threads: it lasts until the last action in flight ends" {
+            // Two trainings in one process: the step that entered first must not end the region under the other's feet.
+            use entered = new System.Threading.ManualResetEventSlim false
+            use release = new System.Threading.ManualResetEventSlim false
+            // This thread enters first (it starts the region), the other enters second and leaves last.
+            let other =
+                Runtime.withoutCollections (fun () ->
+                    let other =
+                        System.Threading.Tasks.Task.Run(fun () ->
+                            Runtime.withoutCollections (fun () ->
+                                entered.Set()
+                                release.Wait()
+                                System.Runtime.GCSettings.LatencyMode))
+                    entered.Wait()
+                    other)
+            let afterFirst = System.Runtime.GCSettings.LatencyMode
+            release.Set()
+            let otherAtItsEnd = other.Result
+            Expect.equal afterFirst System.Runtime.GCLatencyMode.NoGCRegion "the region outlives the action that started it while another is in flight"
+            Expect.equal otherAtItsEnd System.Runtime.GCLatencyMode.NoGCRegion "so the second action is covered to its end"
+            Expect.notEqual System.Runtime.GCSettings.LatencyMode System.Runtime.GCLatencyMode.NoGCRegion "the last action to leave ends it"
+        }
+
         test "Tensors.scalar keeps its scalars alive: the same object per value, usable after scopes and collections" {
             // A Scalar handed straight to an op could be finalized by a collection another thread starts while libtorch
             // still reads it ("Unknown scalar type" in a long run): the cache keeps every one reachable.
