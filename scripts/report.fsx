@@ -232,7 +232,7 @@ let write (root: string) (results: string) (studies: (string * string * (string 
             let groups = groupBySetting runResults
             line (methodTable groups "vanilla")
             let wall = runResults |> List.sumBy (fun r -> r.Seconds)
-            line $"Wall time of the finished runs' training and evaluation epochs: {wall / 3600.0:F2} h on a 2-core machine (how the runs shared it: see above; robustness evaluation adds about 1 min per run, `results/{study}/wall-time.tsv`)."
+            line $"Wall time of the finished runs' training and evaluation epochs: {wall / 3600.0:F2} h on a 2-core machine (how the runs shared it: see above; robustness evaluation adds about 1 min per run; `results/{study}/wall-time.tsv` has the seconds of each driver invocation, several for a run resumed after a stop)."
             line ""
             let curves =
                 groups

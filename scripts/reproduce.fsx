@@ -234,12 +234,15 @@ let train (dir: string) (arguments: string list) =
 let execute (study: Study) (run: Run) =
     let dir = runDir run
     let clock = Stopwatch.StartNew()
-    if completedEpochs dir < run.Epochs then
+    let alreadyTrained = completedEpochs dir
+    if alreadyTrained < run.Epochs then
         train dir (study.Base @ run.Overrides |> List.collect (fun o -> [ "--set"; o ]))
     exec [ "eval"; "--checkpoint"; dir
            "--fgsm"; "0.01,0.03,0.1"; "--corruption"; "gaussian-noise,gaussian-blur"; "--calibrate"; "--batch-size"; "1000"
            "--out"; Path.Combine(dir, "robustness.json") ]
-    File.AppendAllText(Path.Combine(results, run.Study, "wall-time.tsv"), $"{run.Name}\t{clock.Elapsed.TotalSeconds:F0}\n")
+    // One line per driver invocation: a run resumed after a stop has several, each saying what that invocation did.
+    let work = if alreadyTrained < run.Epochs then $"epochs {alreadyTrained + 1}-{run.Epochs} + robustness" else "robustness only"
+    File.AppendAllText(Path.Combine(results, run.Study, "wall-time.tsv"), $"{run.Name}\t{clock.Elapsed.TotalSeconds:F0}\t{work}\n")
 
 /// Several drivers may run at once (e.g. one per core with OMP_NUM_THREADS=1): each run is claimed with a lock file
 /// holding the driver's process id; a lock whose process has exited is stale and taken over.
