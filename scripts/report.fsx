@@ -264,7 +264,7 @@ let write (root: string) (results: string) (studies: (string * string * (string 
                 let xs = omega |> List.map fst |> Array.ofList
                 let means = omega |> List.map (snd >> Statistics.mean) |> Array.ofList
                 let stds = omega |> List.map (snd >> Statistics.standardDeviation) |> Array.ofList
-                figure "omega" "final top-1 vs ω" "ω" [ "BAKE", xs, means, stds ] "accuracy vs omega"
+                figure "omega" "final top-1 vs ω" "ω" [ ("BAKE", xs, means, stds) ] "accuracy vs omega"
     let path = Path.Combine(docs, "results.md")
     Bake.Core.Files.writeAllTextAtomic path (text.ToString())
     printfn "wrote %s" path
