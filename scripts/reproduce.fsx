@@ -2,11 +2,12 @@
 //
 //   dotnet fsi scripts/reproduce.fsx list                 the studies and their runs
 //   dotnet fsi scripts/reproduce.fsx run STUDY [STUDY…]   train and evaluate every run whose results are missing
+//   dotnet fsi scripts/reproduce.fsx evaluate STUDY [STUDY…]   only re-evaluate trained runs missing an evaluation
 //   dotnet fsi scripts/reproduce.fsx report               regenerate docs/results.md and its figures from results/
 //
 // Each run is `bake train` then `bake eval --fgsm --corruption --calibrate`, executed by the `bake` program given in
 // $BAKE (default: the Release build, src/Bake.Cli/bin/Release/net10.0/linux-x64/bake). Runs go to results/STUDY/RUN/;
-// a run is complete when its summary.csv has every epoch and its robustness.json exists, so an interrupted study
+// a run is complete when its summary.csv has every epoch and its robustness.json holds the study's every FGSM step size, so an interrupted study
 // resumes where it stopped (an interrupted training resumes from its last checkpoint). Only config.yaml,
 // summary.csv and robustness.json of each run are committed (see .gitignore); checkpoints stay local.
 // Data: $FASHION_MNIST (default: the fetch cache, `bake data fetch fashion-mnist` or scripts/get-fashion-mnist.sh) and
@@ -45,9 +46,17 @@ type Study =
       Base: string list
       Epochs: int
       Batch: int
+      /// FGSM step sizes of the robustness evaluation, in [0, 1] pixel units.
+      Fgsm: float list
       Runs: Run list }
 
 let seeds n = [ 1 .. n ]
+
+/// FGSM step sizes. With 200 classes and 10-30 % clean top-1 every model falls to about 1 % by ε = 0.01, which
+/// compares nothing, so the TinyImageNet method studies add 0.002 and 0.005 (a half and 1.3 grey levels of an 8-bit
+/// image) and keep the 10-class studies' three for comparison.
+let tenClassFgsm = [ 0.01; 0.03; 0.1 ]
+let manyClassFgsm = [ 0.002; 0.005 ] @ tenClassFgsm
 
 /// Methods compared at equal SGD steps and equal total batch N: every method runs BAKE (M = 1)'s iterations per
 /// epoch; BAKE with M = 3 has twice as many iterations per epoch, so it runs half the epochs.
@@ -177,25 +186,25 @@ let pilotRuns =
 let studies : Study list =
     [ { Name = "fmnist-limited"
         Description = "Fashion-MNIST, data-limited: 100 training images per class (1,000), crop + flip, full 10,000-image test set, small CNN, 30 epochs; one run at a time on both cores"
-        Base = fmnistBase 100 30 64; Epochs = 30; Batch = 64; Runs = methodRuns "fmnist-limited" 30 5 3 [] }
+        Base = fmnistBase 100 30 64; Epochs = 30; Batch = 64; Fgsm = tenClassFgsm; Runs = methodRuns "fmnist-limited" 30 5 3 [] }
       { Name = "fmnist-ablations"
         Description = "Ablations in the Fashion-MNIST data-limited regime (2 seeds each); one run at a time on both cores"
-        Base = fmnistBase 100 30 64; Epochs = 30; Batch = 64; Runs = ablationRuns "fmnist-ablations" 30 }
+        Base = fmnistBase 100 30 64; Epochs = 30; Batch = 64; Fgsm = tenClassFgsm; Runs = ablationRuns "fmnist-ablations" 30 }
       { Name = "fmnist-larger"
         Description = "Fashion-MNIST, larger data: 1,000 training images per class (10,000), full test set, small CNN, 10 epochs; each run on one core (OMP_NUM_THREADS=1), two runs at a time"
-        Base = fmnistBase 1000 10 128; Epochs = 10; Batch = 128; Runs = methodRuns "fmnist-larger" 10 5 3 [] }
+        Base = fmnistBase 1000 10 128; Epochs = 10; Batch = 128; Fgsm = tenClassFgsm; Runs = methodRuns "fmnist-larger" 10 5 3 [] }
       { Name = "cifar10-limited"
         Description = "CIFAR-10 (JPEG), data-limited: 200 training images per class (2,000), no augmentation, full 10,000-image test set, small CNN, 30 epochs; each run on one core (OMP_NUM_THREADS=1), two runs at a time"
-        Base = cifarBase 200 30 64 "none"; Epochs = 30; Batch = 64; Runs = methodRuns "cifar10-limited" 30 5 3 [] }
+        Base = cifarBase 200 30 64 "none"; Epochs = 30; Batch = 64; Fgsm = tenClassFgsm; Runs = methodRuns "cifar10-limited" 30 5 3 [] }
       { Name = "cifar10-larger"
         Description = "CIFAR-10 (JPEG), larger data: 1,000 training images per class (10,000), crop + flip, full test set, small CNN, 8 epochs; each run on one core (OMP_NUM_THREADS=1), two runs at a time"
-        Base = cifarBase 1000 8 128 "auto"; Epochs = 8; Batch = 128; Runs = methodRuns "cifar10-larger" 8 5 3 [] }
+        Base = cifarBase 1000 8 128 "auto"; Epochs = 8; Batch = 128; Fgsm = tenClassFgsm; Runs = methodRuns "cifar10-larger" 8 5 3 [] }
       { Name = "tin32-pilot"
         Description = "TinyImageNet-32 architecture pilot: vanilla, seed 1, 100 training images per class (20,000), no augmentation (two runs with crop + flip), the full 10,000-image validation set as test set, 8 epochs at BAKE (M = 1)'s steps (4 for the two slowest models); each run on one core (OMP_NUM_THREADS=1), two runs at a time"
-        Base = tinyBase 100 8 "none"; Epochs = 8; Batch = 128; Runs = pilotRuns }
+        Base = tinyBase 100 8 "none"; Epochs = 8; Batch = 128; Fgsm = tenClassFgsm; Runs = pilotRuns }
       { Name = "tin32-limited"
-        Description = $"TinyImageNet-32, data-limited: 100 training images per class (20,000), no augmentation, the 10,000 validation images as test set, {tinyModel} (the pilot's choice), 8 epochs; each run on one core (OMP_NUM_THREADS=1), two runs at a time"
-        Base = tinyBase 100 8 "none" @ [ $"MODEL.TYPE={tinyModel}" ]; Epochs = 8; Batch = 128
+        Description = $"TinyImageNet-32, data-limited: 100 training images per class (20,000; 50 more per class held out for calibration), no augmentation, the 10,000 validation images as test set, {tinyModel} (the pilot's choice), 8 epochs; each run on one core (OMP_NUM_THREADS=1), two runs at a time"
+        Base = tinyBase 100 8 "none" @ [ $"MODEL.TYPE={tinyModel}" ]; Epochs = 8; Batch = 128; Fgsm = manyClassFgsm
         Runs = methodRuns "tin32-limited" 8 5 3 [ 0.9 ] |> bySeed }
       { Name = "tin32-full"
         Description =
@@ -204,7 +213,7 @@ let studies : Study list =
                 | [] -> "the best two methods get a third seed once every method has two (not yet)"
                 | best -> sprintf "3 seeds for vanilla, BAKE (M = 1) and the best two methods by mean final top-1 over two seeds (%s), 2 for the rest" (String.concat ", " best)
             $"TinyImageNet-32, full: every training image but 10 per class held out for calibration (98,000), crop + flip, the 10,000 validation images as test set, {tinyModel}, {tinyFullEpochs} epochs; {third}; each run on one core (OMP_NUM_THREADS=1), two runs at a time"
-        Base = tinyBaseHolding 0 10 tinyFullEpochs "auto" @ [ $"MODEL.TYPE={tinyModel}" ]; Epochs = tinyFullEpochs; Batch = 128
+        Base = tinyBaseHolding 0 10 tinyFullEpochs "auto" @ [ $"MODEL.TYPE={tinyModel}" ]; Epochs = tinyFullEpochs; Batch = 128; Fgsm = manyClassFgsm
         Runs = snd tinyFullRuns |> bySeed }
       { Name = "tin32-limited-" + tinySecondModel
         Description =
@@ -213,7 +222,7 @@ let studies : Study list =
                 | Some name -> $"the best baseline of tin32-limited ({name}, by mean final top-1 over 3 seeds)"
                 | None -> "the best baseline of tin32-limited (chosen when all of its baselines have 3 seeds; not yet)"
             $"TinyImageNet-32, data-limited as tin32-limited, with {tinySecondModel} (another capacity): vanilla, BAKE and {baseline}, 3 seeds"
-        Base = tinyBase 100 8 "none" @ [ $"MODEL.TYPE={tinySecondModel}" ]; Epochs = 8; Batch = 128
+        Base = tinyBase 100 8 "none" @ [ $"MODEL.TYPE={tinySecondModel}" ]; Epochs = 8; Batch = 128; Fgsm = manyClassFgsm
         Runs =
             methodRuns ("tin32-limited-" + tinySecondModel) 8 3 3 []
             |> List.filter (fun r -> r.Method = "vanilla" && not (r.Name.Contains "official") || r.Method = "bake-m1" || Some r.Method = tinyBestBaseline)
@@ -225,8 +234,19 @@ let completedEpochs (dir: string) =
     let summary = Path.Combine(dir, "summary.csv")
     if File.Exists summary then File.ReadAllLines(summary).Length - 1 else 0
 
-let isComplete (run: Run) =
-    completedEpochs (runDir run) >= run.Epochs && File.Exists(Path.Combine(runDir run, "robustness.json"))
+/// The FGSM step sizes a run's robustness.json holds (none without the file).
+let evaluatedFgsm (run: Run) =
+    let path = Path.Combine(runDir run, "robustness.json")
+    if not (File.Exists path) then []
+    else
+        let robustness = JsonNode.Parse(File.ReadAllText path)
+        [ for n in robustness["fgsm"].AsArray() -> n["epsilon"].GetValue<float>() ]
+
+/// Trained for every epoch and evaluated at every FGSM step size of the study (a study that gains step sizes
+/// re-evaluates its finished runs from their last checkpoint, without training them again).
+let isComplete (study: Study) (run: Run) =
+    completedEpochs (runDir run) >= run.Epochs
+    && (let evaluated = evaluatedFgsm run in study.Fgsm |> List.forall (fun e -> evaluated |> List.exists (fun v -> abs (v - e) < 1e-9)))
 
 /// Runs `bake` with the arguments and returns its exit code.
 let runBake (arguments: string list) =
@@ -261,7 +281,7 @@ let execute (study: Study) (run: Run) =
     if alreadyTrained < run.Epochs then
         train dir (study.Base @ run.Overrides |> List.collect (fun o -> [ "--set"; o ]))
     exec [ "eval"; "--checkpoint"; dir
-           "--fgsm"; "0.01,0.03,0.1"; "--corruption"; "gaussian-noise,gaussian-blur"; "--calibrate"; "--batch-size"; "1000"
+           "--fgsm"; study.Fgsm |> List.map (fun e -> e.ToString(CultureInfo.InvariantCulture)) |> String.concat ","; "--corruption"; "gaussian-noise,gaussian-blur"; "--calibrate"; "--batch-size"; "1000"
            "--out"; Path.Combine(dir, "robustness.json") ]
     // One line per driver invocation: a run resumed after a stop has several, each saying what that invocation did.
     let work = if alreadyTrained < run.Epochs then $"epochs {alreadyTrained + 1}-{run.Epochs} + robustness" else "robustness only"
@@ -289,20 +309,23 @@ let tryLock (run: Run) =
             File.Delete lockFile
             if claim () then Some lockFile else None
 
-let runStudy (name: string) =
+/// Runs a study's missing runs; `evaluateOnly` re-evaluates only the runs whose training is complete (after a study
+/// gained an evaluation, e.g. FGSM step sizes) and trains none.
+let runStudy (evaluateOnly: bool) (name: string) =
     match studies |> List.tryFind (fun s -> s.Name = name) with
     | None -> failwithf "unknown study %s; known: %s" name (studies |> List.map (fun s -> s.Name) |> String.concat ", ")
     | Some study ->
         Directory.CreateDirectory(Path.Combine(results, study.Name)) |> ignore
         for run in study.Runs do
-            if isComplete run then printfn "[%s] %s: done" study.Name run.Name
+            if isComplete study run then printfn "[%s] %s: done" study.Name run.Name
+            elif evaluateOnly && completedEpochs (runDir run) < run.Epochs then printfn "[%s] %s: not trained yet" study.Name run.Name
             else
                 match tryLock run with
                 | None -> printfn "[%s] %s: taken by another driver" study.Name run.Name
                 | Some lockFile ->
                     try
                         // Another driver may have finished it between the check above and the lock.
-                        if isComplete run then printfn "[%s] %s: done" study.Name run.Name
+                        if isComplete study run then printfn "[%s] %s: done" study.Name run.Name
                         else
                             printfn "[%s] %s: running (%s)" study.Name run.Name (DateTime.Now.ToString "HH:mm")
                             execute study run
@@ -312,9 +335,10 @@ match fsi.CommandLineArgs |> Array.toList |> List.tail with
 | [ "list" ] ->
     for s in studies do
         printfn "%s (%d runs): %s" s.Name s.Runs.Length s.Description
-        for r in s.Runs do printfn "    %-36s %s" r.Name (if isComplete r then "done" else "missing")
-| "run" :: names when not names.IsEmpty -> for n in names do runStudy n
+        for r in s.Runs do printfn "    %-36s %s" r.Name (if isComplete s r then "done" else "missing")
+| "run" :: names when not names.IsEmpty -> for n in names do runStudy false n
+| "evaluate" :: names when not names.IsEmpty -> for n in names do runStudy true n
 | [ "report" ] -> Report.write root results (studies |> List.map (fun s -> s.Name, s.Description, s.Runs |> List.map (fun r -> r.Name, r.Method, r.Epochs)))
 | _ ->
-    eprintfn "usage: dotnet fsi scripts/reproduce.fsx list | run STUDY… | report"
+    eprintfn "usage: dotnet fsi scripts/reproduce.fsx list | run STUDY… | evaluate STUDY… | report"
     exit 2
