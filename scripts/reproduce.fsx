@@ -137,31 +137,26 @@ let tinyFullEpochs = 4
 /// seeds) among tin32-limited's baselines, once every one of them has finished all three; until then the second
 /// architecture's study runs vanilla and BAKE only (a later `run` adds the baseline's runs).
 let tinyBaselines = [ "label-smoothing"; "tfkd-reg"; "cskd"; "pskd"; "dlb" ]
-let tinyBestBaseline =
+/// The methods of a study ranked by mean final test top-1 over seeds 1..n, best first, once every one has all n
+/// finished; None before that.
+let rankByMeanFinal (study: string) (seedCount: int) (methods: string list) =
     let finals name =
-        [ for seed in 1..3 -> Report.read (Path.Combine(results, "tin32-limited", $"{name}-s{seed}")) name name |> Option.map (fun r -> r.FinalTop1) ]
-    let all = tinyBaselines |> List.map (fun name -> name, finals name)
+        [ for seed in 1..seedCount -> Report.read (Path.Combine(results, study, $"{name}-s{seed}")) name name |> Option.map (fun r -> r.FinalTop1) ]
+    let all = methods |> List.map (fun name -> name, finals name)
     if all |> List.forall (snd >> List.forall Option.isSome) then
-        Some(all |> List.maxBy (snd >> List.averageBy Option.get) |> fst)
+        Some(all |> List.sortByDescending (snd >> List.averageBy Option.get) |> List.map fst)
     else None
+let tinyBestBaseline = rankByMeanFinal "tin32-limited" 3 tinyBaselines |> Option.map List.head
 /// The full regime gives 3 seeds to vanilla and BAKE (M = 1) and 2 to the rest; the best two methods (by mean final
 /// test top-1 over seeds 1-2, vanilla aside) get a third seed once every method has its first two: a later `run` adds
 /// those runs (none when BAKE is one of the two and the other already has three).
 let tinyFullRuns =
     let twoSeeds = methodRuns "tin32-full" tinyFullEpochs 3 2 [ 0.9 ]
-    let threeSeeds = methodRuns "tin32-full" tinyFullEpochs 3 3 [ 0.9 ]
-    let candidates = twoSeeds |> List.filter (fun r -> not (r.Method.StartsWith "vanilla")) |> List.map (fun r -> r.Method) |> List.distinct
-    let finals name =
-        [ for seed in 1..2 -> Report.read (Path.Combine(results, "tin32-full", $"{name}-s{seed}")) name name |> Option.map (fun r -> r.FinalTop1) ]
-    let all = candidates |> List.map (fun name -> name, finals name)
-    let bestTwo =
-        if all |> List.forall (snd >> List.forall Option.isSome) then
-            all |> List.sortByDescending (snd >> List.averageBy Option.get) |> List.truncate 2 |> List.map fst
-        else []
-    let extra =
-        threeSeeds
-        |> List.filter (fun r -> List.contains r.Method bestTwo && not (twoSeeds |> List.exists (fun t -> t.Name = r.Name)))
-    bestTwo, twoSeeds @ extra
+    let candidates = twoSeeds |> List.map (fun r -> r.Method) |> List.distinct |> List.filter (fun m -> not (m.StartsWith "vanilla"))
+    let bestTwo = rankByMeanFinal "tin32-full" 2 candidates |> Option.map (List.truncate 2) |> Option.defaultValue []
+    bestTwo,
+    methodRuns "tin32-full" tinyFullEpochs 3 3 [ 0.9 ]
+    |> List.filter (fun r -> List.contains r.Method bestTwo || twoSeeds |> List.exists (fun t -> t.Name = r.Name))
 /// Runs ordered by seed (stable), so that every method has a first seed before any has a fourth: a study spread over
 /// several sessions is comparable at every stage.
 let bySeed (runs: Run list) = runs |> List.sortBy (fun r -> r.Seed)
