@@ -68,12 +68,15 @@ let private pValue (a: float[]) (b: float[]) =
     let _, _, p = Statistics.welch (a, b)
     if Double.IsNaN p then "–" elif p < 0.001 then "<0.001" else p.ToString("F3", inv)
 
+/// Two FGSM step sizes are the same one (they pass through JSON and decimal text).
+let sameStep (a: float) (b: float) = abs (a - b) < 1e-9
+
 /// The FGSM step sizes every one of the runs was evaluated at, ascending (a study that gained step sizes has runs
 /// with and without them until its finished runs are re-evaluated).
 let commonFgsm (runs: RunResult list) =
     match runs |> List.map (fun r -> r.Fgsm |> List.map fst) with
     | [] -> []
-    | first :: rest -> first |> List.filter (fun e -> rest |> List.forall (List.exists (fun v -> abs (v - e) < 1e-9))) |> List.sort
+    | first :: rest -> first |> List.filter (fun e -> rest |> List.forall (List.exists (sameStep e))) |> List.sort
 
 /// One table row per method group: mean ± std over seeds, p-value of final top-1 against the reference group.
 let methodTable (groups: (string * RunResult list) list) (reference: string) =
@@ -89,7 +92,7 @@ let methodTable (groups: (string * RunResult list) list) (reference: string) =
     for name, runs in groups do
         let values f = runs |> List.map f |> Array.ofList
         let corruption kind = values (fun r -> r.Corruption |> List.filter (fun (c, _, _) -> c = kind) |> List.averageBy (fun (_, _, v) -> v))
-        let fgsm epsilon = values (fun r -> r.Fgsm |> List.tryFind (fun (e, _) -> abs (e - epsilon) < 1e-9) |> Option.map snd |> Option.defaultValue nan)
+        let fgsm epsilon = values (fun r -> r.Fgsm |> List.tryFind (fst >> sameStep epsilon) |> Option.map snd |> Option.defaultValue nan)
         let final = values (fun r -> r.FinalTop1)
         let temperatures = values (fun r -> r.Temperature)
         let p = if name = reference then "(reference)" else pValue final referenceFinal
@@ -263,7 +266,7 @@ let write (root: string) (results: string) (studies: (string * string * (string 
                 |> List.filter (fun (g, _) -> g = "vanilla" || g = "bake-m1")
                 |> List.map (fun (g, rs) ->
                     let eps = commonFgsm rs |> Array.ofList
-                    let values = eps |> Array.map (fun e -> rs |> List.map (fun r -> r.Fgsm |> List.find (fun (v, _) -> abs (v - e) < 1e-9) |> snd) |> Array.ofList)
+                    let values = eps |> Array.map (fun e -> rs |> List.map (fun r -> r.Fgsm |> List.find (fst >> sameStep e) |> snd) |> Array.ofList)
                     g, Array.append [| 0.0 |] eps,
                     Array.append [| Statistics.mean (rs |> List.map (fun r -> r.FinalTop1) |> Array.ofList) |] (values |> Array.map Statistics.mean),
                     Array.append [| Statistics.standardDeviation (rs |> List.map (fun r -> r.FinalTop1) |> Array.ofList) |] (values |> Array.map Statistics.standardDeviation))

@@ -241,7 +241,7 @@ let evaluatedFgsm (run: Run) =
 /// re-evaluates its finished runs from their last checkpoint, without training them again).
 let isComplete (study: Study) (run: Run) =
     completedEpochs (runDir run) >= run.Epochs
-    && (let evaluated = evaluatedFgsm run in study.Fgsm |> List.forall (fun e -> evaluated |> List.exists (fun v -> abs (v - e) < 1e-9)))
+    && (let evaluated = evaluatedFgsm run in study.Fgsm |> List.forall (fun e -> evaluated |> List.exists (Report.sameStep e)))
 
 /// Runs `bake` with the arguments and returns its exit code.
 let runBake (arguments: string list) =
