@@ -133,9 +133,7 @@ let tinyModel = "resnet18"
 let tinySecondModel = "resnet20"
 /// The full regime's budget: 4 epochs at BAKE (M = 1)'s steps over 98,000 images (6,124 steps, ~50 min on one core).
 let tinyFullEpochs = 4
-/// The baseline beside vanilla and BAKE with the second architecture: the best final test top-1 (mean over its three
-/// seeds) among tin32-limited's baselines, once every one of them has finished all three; until then the second
-/// architecture's study runs vanilla and BAKE only (a later `run` adds the baseline's runs).
+/// The baselines the second architecture's study chooses its third method from.
 let tinyBaselines = [ "label-smoothing"; "tfkd-reg"; "cskd"; "pskd"; "dlb" ]
 /// The methods of a study ranked by mean final test top-1 over seeds 1..n, best first, once every one has all n
 /// finished; None before that.
@@ -146,6 +144,9 @@ let rankByMeanFinal (study: string) (seedCount: int) (methods: string list) =
     if all |> List.forall (snd >> List.forall Option.isSome) then
         Some(all |> List.sortByDescending (snd >> List.averageBy Option.get) |> List.map fst)
     else None
+/// The baseline beside vanilla and BAKE with the second architecture: the best final test top-1 (mean over its three
+/// seeds) among tin32-limited's baselines, once every one of them has finished all three; until then the second
+/// architecture's study runs vanilla and BAKE only (a later `run` adds the baseline's runs).
 let tinyBestBaseline = rankByMeanFinal "tin32-limited" 3 tinyBaselines |> Option.map List.head
 /// The full regime gives 3 seeds to vanilla and BAKE (M = 1) and 2 to the rest; the best two methods (by mean final
 /// test top-1 over seeds 1-2, vanilla aside) get a third seed once every method has its first two: a later `run` adds
