@@ -52,6 +52,10 @@ type Study =
 
 let seeds n = [ 1 .. n ]
 
+/// One run of a study: `name` is its method (or ablation setting) and, with the seed, its directory under the study.
+let studyRun (study: string) (name: string) (seed: int) (overrides: string list) (epochs: int) =
+    { Study = study; Name = $"{name}-s{seed}"; Method = name; Seed = seed; Overrides = overrides @ [ $"RNG_SEED={seed}" ]; Epochs = epochs }
+
 /// FGSM step sizes. With 200 classes and 10-30 % clean top-1 every model falls to about 1 % by ε = 0.01, which
 /// compares nothing, so the TinyImageNet method studies add 0.002 and 0.005 (a half and 1.3 grey levels of an 8-bit
 /// image) and keep the 10-class studies' three for comparison.
@@ -63,30 +67,28 @@ let manyClassFgsm = [ 0.002; 0.005 ] @ tenClassFgsm
 /// `omegas`: further ensembling weights ω for BAKE (M = 1), run at `otherSeeds` as "bake-m1-omega-ω" (the paper picks
 /// ω from {0.5, 0.9} per dataset; 0.5 is the headline run).
 let methodRuns (study: string) (epochs: int) (headlineSeeds: int) (otherSeeds: int) (omegas: float list) =
-    let run name methodName seed overrides epochs' =
-        { Study = study; Name = $"{name}-s{seed}"; Method = name; Seed = seed; Overrides = overrides @ [ $"RNG_SEED={seed}" ]; Epochs = epochs' }
+    let run = studyRun study
     let plain = [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.EQUAL_STEPS_M=1" ]
     [ for seed in seeds headlineSeeds do
-          yield run "vanilla" "vanilla" seed plain epochs
-          yield run "bake-m1" "bake" seed [ "TRAIN.USE_BAKE=True"; "TRAIN.INTRA_IMGS=1" ] epochs
+          yield run "vanilla" seed plain epochs
+          yield run "bake-m1" seed [ "TRAIN.USE_BAKE=True"; "TRAIN.INTRA_IMGS=1" ] epochs
       for seed in seeds otherSeeds do
           for omega in omegas do
-              yield run (sprintf "bake-m1-omega-%g" omega) "bake" seed [ "TRAIN.USE_BAKE=True"; "TRAIN.INTRA_IMGS=1"; sprintf "TRAIN.OMEGA=%g" omega ] epochs
-          yield run "bake-m3" "bake" seed [ "TRAIN.USE_BAKE=True"; "TRAIN.INTRA_IMGS=3"; $"OPTIM.MAX_EPOCH={epochs / 2}" ] (epochs / 2)
-          yield run "label-smoothing" "label-smoothing" seed (plain @ [ "METHOD.NAME=label-smoothing" ]) epochs
-          yield run "tfkd-reg" "tfkd-reg" seed (plain @ [ "METHOD.NAME=tfkd-reg" ]) epochs
-          yield run "cskd" "cskd" seed [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.NAME=cskd" ] epochs
+              yield run (sprintf "bake-m1-omega-%g" omega) seed [ "TRAIN.USE_BAKE=True"; "TRAIN.INTRA_IMGS=1"; sprintf "TRAIN.OMEGA=%g" omega ] epochs
+          yield run "bake-m3" seed [ "TRAIN.USE_BAKE=True"; "TRAIN.INTRA_IMGS=3"; $"OPTIM.MAX_EPOCH={epochs / 2}" ] (epochs / 2)
+          yield run "label-smoothing" seed (plain @ [ "METHOD.NAME=label-smoothing" ]) epochs
+          yield run "tfkd-reg" seed (plain @ [ "METHOD.NAME=tfkd-reg" ]) epochs
+          yield run "cskd" seed [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.NAME=cskd" ] epochs
           // PS-KD trains on plain batches (at BAKE M = 1's steps); DLB's batches (N/2 repeated + N/2 new) already take as many.
-          yield run "pskd" "pskd" seed (plain @ [ "METHOD.NAME=pskd" ]) epochs
-          yield run "dlb" "dlb" seed [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.NAME=dlb" ] epochs
+          yield run "pskd" seed (plain @ [ "METHOD.NAME=pskd" ]) epochs
+          yield run "dlb" seed [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.NAME=dlb" ] epochs
       // The official protocol, once: equal epochs, so BAKE (M = 1) takes twice the baseline's steps.
-      yield { run "vanilla-official-protocol" "vanilla" 1 [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0" ] epochs with Name = "vanilla-official-protocol-s1" } ]
+      yield run "vanilla-official-protocol" 1 [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0" ] epochs ]
 
 /// Ablations at 2 seeds. ω = 0.5, τ = 4, λ = 1, M = 1, closed form is exactly the bake-m1 run of the methods study
 /// with the same base, so those points are taken from there (the report reads them as the reference row).
 let ablationRuns (study: string) (epochs: int) =
-    let run name seed overrides epochs' =
-        { Study = study; Name = $"{name}-s{seed}"; Method = name; Seed = seed; Overrides = overrides @ [ $"RNG_SEED={seed}" ]; Epochs = epochs' }
+    let run = studyRun study
     let bake = [ "TRAIN.USE_BAKE=True"; "TRAIN.INTRA_IMGS=1" ]
     [ for seed in seeds 2 do
           for omega in [ 0.0; 0.1; 0.3; 0.7; 0.9 ] do
@@ -158,6 +160,12 @@ let tinyFullRuns =
     bestTwo,
     methodRuns "tin32-full" tinyFullEpochs 3 3 [ 0.9 ]
     |> List.filter (fun r -> List.contains r.Method bestTwo || twoSeeds |> List.exists (fun t -> t.Name = r.Name))
+/// Whether the full regime's budget lets vanilla converge: with one evaluation per epoch its 4 epochs cannot show a
+/// flat last fifth, so one vanilla run at twice the epochs (and steps), after every other run, says how much a longer
+/// schedule would buy.
+let tinyFullConvergenceRun =
+    let epochs = 2 * tinyFullEpochs
+    studyRun "tin32-full" $"vanilla-{epochs}-epochs" 1 [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.EQUAL_STEPS_M=1"; $"OPTIM.MAX_EPOCH={epochs}" ] epochs
 /// Runs ordered by seed (stable), so that every method has a first seed before any has a fourth: a study spread over
 /// several sessions is comparable at every stage.
 let bySeed (runs: Run list) = runs |> List.sortBy (fun r -> r.Seed)
@@ -208,9 +216,9 @@ let studies : Study list =
                 match fst tinyFullRuns with
                 | [] -> "the best two methods get a third seed once every method has two (not yet)"
                 | best -> sprintf "3 seeds for vanilla, BAKE (M = 1) and the best two methods by mean final top-1 over two seeds (%s), 2 for the rest" (String.concat ", " best)
-            $"TinyImageNet-32, full: every training image but 10 per class held out for calibration (98,000), crop + flip, the 10,000 validation images as test set, {tinyModel}, {tinyFullEpochs} epochs; {third}; each run on one core (OMP_NUM_THREADS=1), two runs at a time"
+            $"TinyImageNet-32, full: every training image but 10 per class held out for calibration (98,000), crop + flip, the 10,000 validation images as test set, {tinyModel}, {tinyFullEpochs} epochs; {third}; one vanilla run at twice the epochs checks convergence; each run on one core (OMP_NUM_THREADS=1), two runs at a time"
         Base = tinyBaseHolding 0 10 tinyFullEpochs "auto" @ [ $"MODEL.TYPE={tinyModel}" ]; Epochs = tinyFullEpochs; Batch = 128; Fgsm = manyClassFgsm
-        Runs = snd tinyFullRuns |> bySeed }
+        Runs = (snd tinyFullRuns |> bySeed) @ [ tinyFullConvergenceRun ] }
       { Name = "tin32-limited-" + tinySecondModel
         Description =
             let baseline =
