@@ -62,25 +62,28 @@ let studyRun (study: string) (name: string) (seed: int) (overrides: string list)
 let tenClassFgsm = [ 0.01; 0.03; 0.1 ]
 let manyClassFgsm = [ 0.002; 0.005 ] @ tenClassFgsm
 
+/// Plain training (no BAKE, no per-class sampler) at BAKE (M = 1)'s iterations per epoch: vanilla and the baselines
+/// that train on plain batches, at equal SGD steps.
+let plainAtEqualSteps = [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.EQUAL_STEPS_M=1" ]
+
 /// Methods compared at equal SGD steps and equal total batch N: every method runs BAKE (M = 1)'s iterations per
 /// epoch; BAKE with M = 3 has twice as many iterations per epoch, so it runs half the epochs.
 /// `omegas`: further ensembling weights ω for BAKE (M = 1), run at `otherSeeds` as "bake-m1-omega-ω" (the paper picks
 /// ω from {0.5, 0.9} per dataset; 0.5 is the headline run).
 let methodRuns (study: string) (epochs: int) (headlineSeeds: int) (otherSeeds: int) (omegas: float list) =
     let run = studyRun study
-    let plain = [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.EQUAL_STEPS_M=1" ]
     [ for seed in seeds headlineSeeds do
-          yield run "vanilla" seed plain epochs
+          yield run "vanilla" seed plainAtEqualSteps epochs
           yield run "bake-m1" seed [ "TRAIN.USE_BAKE=True"; "TRAIN.INTRA_IMGS=1" ] epochs
       for seed in seeds otherSeeds do
           for omega in omegas do
               yield run (sprintf "bake-m1-omega-%g" omega) seed [ "TRAIN.USE_BAKE=True"; "TRAIN.INTRA_IMGS=1"; sprintf "TRAIN.OMEGA=%g" omega ] epochs
           yield run "bake-m3" seed [ "TRAIN.USE_BAKE=True"; "TRAIN.INTRA_IMGS=3"; $"OPTIM.MAX_EPOCH={epochs / 2}" ] (epochs / 2)
-          yield run "label-smoothing" seed (plain @ [ "METHOD.NAME=label-smoothing" ]) epochs
-          yield run "tfkd-reg" seed (plain @ [ "METHOD.NAME=tfkd-reg" ]) epochs
+          yield run "label-smoothing" seed (plainAtEqualSteps @ [ "METHOD.NAME=label-smoothing" ]) epochs
+          yield run "tfkd-reg" seed (plainAtEqualSteps @ [ "METHOD.NAME=tfkd-reg" ]) epochs
           yield run "cskd" seed [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.NAME=cskd" ] epochs
           // PS-KD trains on plain batches (at BAKE M = 1's steps); DLB's batches (N/2 repeated + N/2 new) already take as many.
-          yield run "pskd" seed (plain @ [ "METHOD.NAME=pskd" ]) epochs
+          yield run "pskd" seed (plainAtEqualSteps @ [ "METHOD.NAME=pskd" ]) epochs
           yield run "dlb" seed [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.NAME=dlb" ] epochs
       // The official protocol, once: equal epochs, so BAKE (M = 1) takes twice the baseline's steps.
       yield run "vanilla-official-protocol" 1 [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0" ] epochs ]
@@ -165,7 +168,7 @@ let tinyFullRuns =
 /// schedule would buy.
 let tinyFullConvergenceRun =
     let epochs = 2 * tinyFullEpochs
-    studyRun "tin32-full" $"vanilla-{epochs}-epochs" 1 [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.EQUAL_STEPS_M=1"; $"OPTIM.MAX_EPOCH={epochs}" ] epochs
+    studyRun "tin32-full" $"vanilla-{epochs}-epochs" 1 (plainAtEqualSteps @ [ $"OPTIM.MAX_EPOCH={epochs}" ]) epochs
 /// Runs ordered by seed (stable), so that every method has a first seed before any has a fourth: a study spread over
 /// several sessions is comparable at every stage.
 let bySeed (runs: Run list) = runs |> List.sortBy (fun r -> r.Seed)
@@ -180,8 +183,7 @@ let bySeed (runs: Run list) = runs |> List.sortBy (fun r -> r.Seed)
 let pilotRuns =
     let run model epochs augment suffix =
         { Study = "tin32-pilot"; Name = $"{model}{suffix}-s1"; Method = model + suffix; Seed = 1; Epochs = epochs
-          Overrides = [ $"MODEL.TYPE={model}"; "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.EQUAL_STEPS_M=1"
-                        $"OPTIM.MAX_EPOCH={epochs}"; $"DATA.AUGMENT={augment}"; "RNG_SEED=1" ] }
+          Overrides = [ $"MODEL.TYPE={model}" ] @ plainAtEqualSteps @ [ $"OPTIM.MAX_EPOCH={epochs}"; $"DATA.AUGMENT={augment}"; "RNG_SEED=1" ] }
     [ yield run "resnet18" 8 "auto" "-crop-flip"
       yield run "resnet20" 8 "auto" "-crop-flip"
       for model, epochs in [ "resnet18", 8; "resnet20", 8; "resnet32", 8; "resnet56", 4; "resnet8x4", 4 ] do
