@@ -143,7 +143,8 @@ module Plots =
             plot.Add.Bars bars |> ignore
             plot.Legend.ManualItems.Add(LegendItem(LabelText = label, FillColor = color)))
         plot.Axes.Bottom.SetTicks(Array.init groups.Length float, groups)
-        plot.ShowLegend Alignment.UpperRight |> ignore
+        // Outside the data area: with many groups and series, any corner inside it covers some group's bars.
+        plot.ShowLegend Edge.Right |> ignore
         save plot outPath
 
     /// <summary>Reads <c>runDir/summary.csv</c> and writes <c>runDir/loss.png</c> and <c>runDir/accuracy.png</c>.</summary>
