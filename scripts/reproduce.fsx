@@ -62,9 +62,12 @@ let studyRun (study: string) (name: string) (seed: int) (overrides: string list)
 let tenClassFgsm = [ 0.01; 0.03; 0.1 ]
 let manyClassFgsm = [ 0.002; 0.005 ] @ tenClassFgsm
 
-/// Plain training (no BAKE, no per-class sampler) at BAKE (M = 1)'s iterations per epoch: vanilla and the baselines
-/// that train on plain batches, at equal SGD steps.
-let plainAtEqualSteps = [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.EQUAL_STEPS_M=1" ]
+/// Plain batches: no BAKE, no per-class sampler (CS-KD and DLB build their own pairs; the official protocol's vanilla).
+let plainBatches = [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0" ]
+
+/// Plain training at BAKE (M = 1)'s iterations per epoch: vanilla and the baselines that train on plain batches, at
+/// equal SGD steps.
+let plainAtEqualSteps = plainBatches @ [ "METHOD.EQUAL_STEPS_M=1" ]
 
 /// Methods compared at equal SGD steps and equal total batch N: every method runs BAKE (M = 1)'s iterations per
 /// epoch; BAKE with M = 3 has twice as many iterations per epoch, so it runs half the epochs.
@@ -81,12 +84,12 @@ let methodRuns (study: string) (epochs: int) (headlineSeeds: int) (otherSeeds: i
           yield run "bake-m3" seed [ "TRAIN.USE_BAKE=True"; "TRAIN.INTRA_IMGS=3"; $"OPTIM.MAX_EPOCH={epochs / 2}" ] (epochs / 2)
           yield run "label-smoothing" seed (plainAtEqualSteps @ [ "METHOD.NAME=label-smoothing" ]) epochs
           yield run "tfkd-reg" seed (plainAtEqualSteps @ [ "METHOD.NAME=tfkd-reg" ]) epochs
-          yield run "cskd" seed [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.NAME=cskd" ] epochs
+          yield run "cskd" seed (plainBatches @ [ "METHOD.NAME=cskd" ]) epochs
           // PS-KD trains on plain batches (at BAKE M = 1's steps); DLB's batches (N/2 repeated + N/2 new) already take as many.
           yield run "pskd" seed (plainAtEqualSteps @ [ "METHOD.NAME=pskd" ]) epochs
-          yield run "dlb" seed [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0"; "METHOD.NAME=dlb" ] epochs
+          yield run "dlb" seed (plainBatches @ [ "METHOD.NAME=dlb" ]) epochs
       // The official protocol, once: equal epochs, so BAKE (M = 1) takes twice the baseline's steps.
-      yield run "vanilla-official-protocol" 1 [ "TRAIN.USE_BAKE=False"; "TRAIN.INTRA_IMGS=0" ] epochs ]
+      yield run "vanilla-official-protocol" 1 plainBatches epochs ]
 
 /// Ablations at 2 seeds. ω = 0.5, τ = 4, λ = 1, M = 1, closed form is exactly the bake-m1 run of the methods study
 /// with the same base, so those points are taken from there (the report reads them as the reference row).
