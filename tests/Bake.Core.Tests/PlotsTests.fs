@@ -202,6 +202,16 @@ let tests =
                 let error = throwsWith<UsageException> (fun () -> Plots.groupedBars ("t", "y", groups, [], Path.Combine(root, "b.svg")))
                 Expect.stringContains error.Message "expected a path ending in .png" "png only")
         }
+        test "a grouped bar chart with many long group names is wider, so the names do not run together" {
+            withTempDir (fun root ->
+                let path = Path.Combine(root, "wide.png")
+                let groups = [| for i in 1 .. 7 -> $"tin32-limited-resnet{i}0" |]
+                Plots.groupedBars ("Δ top-1", "points", groups, [ "bake", Array.create 7 1.0, Array.create 7 0.1 ], path)
+                let bytes = File.ReadAllBytes path
+                let width = (int bytes[16] <<< 24) ||| (int bytes[17] <<< 16) ||| (int bytes[18] <<< 8) ||| int bytes[19]
+                Expect.isGreaterThan width Plots.Width "wider than the default figure"
+                Expect.isGreaterThanOrEqual (width / groups.Length) 150 $"{width} px for {groups.Length} groups")
+        }
     ]
 
 [<Tests>]

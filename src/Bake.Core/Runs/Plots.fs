@@ -12,9 +12,14 @@ open ScottPlot
 [<RequireQualifiedAccess>]
 module Plots =
 
-    /// <summary>The width of every figure, in pixels.</summary>
+    /// <summary>The width of every figure, in pixels; a grouped bar chart with many groups is wider (see
+    /// <see cref="M:Bake.Core.Plots.GroupedBars"/>).</summary>
     [<Literal>]
     let Width = 900
+
+    // A grouped bar chart's width: this much per group of bars, plus the legend's column on the right.
+    let private GroupWidth = 190
+    let private LegendWidth = 240
 
     /// <summary>The height of every figure, in pixels.</summary>
     [<Literal>]
@@ -57,9 +62,11 @@ module Plots =
         plot.YLabel yLabel
         plot
 
-    let private save (plot: Plot) (path: string) =
-        let bytes = plot.GetImageBytes(Width, Height, ImageFormat.Png)
+    let private saveWide (plot: Plot) (path: string) (width: int) =
+        let bytes = plot.GetImageBytes(width, Height, ImageFormat.Png)
         Files.writeAtomic path (fun stream -> stream.Write(bytes, 0, bytes.Length))
+
+    let private save (plot: Plot) (path: string) = saveWide plot path Width
 
     let private best (summary: RunSummary) =
         let epochs, top1 = finitePoints summary.Epochs summary.TestTop1
@@ -145,7 +152,9 @@ module Plots =
         plot.Axes.Bottom.SetTicks(Array.init groups.Length float, groups)
         // Outside the data area: with many groups and series, any corner inside it covers some group's bars.
         plot.ShowLegend Edge.Right |> ignore
-        save plot outPath
+        // Room for each group's label (study names run to ~25 characters) beside the legend's column, so that
+        // neighbouring tick labels never run into each other.
+        saveWide plot outPath (max Width (groups.Length * GroupWidth + LegendWidth))
 
     /// <summary>Reads <c>runDir/summary.csv</c> and writes <c>runDir/loss.png</c> and <c>runDir/accuracy.png</c>.</summary>
     /// <returns>The two paths written.</returns>
