@@ -139,7 +139,7 @@ let tinyBase perClass epochs augment = tinyBaseHolding perClass 50 epochs augmen
 /// augmentation), and the cheapest step; the second architecture is resnet20 (0.28M parameters against 11.3M).
 let tinyModel = "resnet18"
 let tinySecondModel = "resnet20"
-/// The full regime's budget: 4 epochs at BAKE (M = 1)'s steps over 98,000 images (6,124 steps, ~50 min on one core).
+/// The full regime's budget: 4 epochs at BAKE (M = 1)'s steps over 98,000 images (6,124 steps, 66–69 min per run on one core two at a time, up to twice that on a busier machine).
 let tinyFullEpochs = 4
 /// The baselines the second architecture's study chooses its third method from.
 let tinyBaselines = [ "label-smoothing"; "tfkd-reg"; "cskd"; "pskd"; "dlb" ]
