@@ -38,12 +38,16 @@ let pngSignature = [| 0x89uy; 0x50uy; 0x4Euy; 0x47uy; 0x0Duy; 0x0Auy; 0x1Auy; 0x
 
 /// Checks a PNG file: signature, IHDR size, decodability, and that it is not blank (many distinct colours);
 /// returns a function counting the pixels close to a colour.
+/// A PNG's width × height as its IHDR chunk (the first, after the signature) declares them.
+let pngSize (bytes: byte[]) : int * int =
+    Expect.equal (Text.Encoding.ASCII.GetString(bytes, 12, 4)) "IHDR" "IHDR first"
+    let bigEndian (offset: int) = (int bytes[offset] <<< 24) ||| (int bytes[offset + 1] <<< 16) ||| (int bytes[offset + 2] <<< 8) ||| int bytes[offset + 3]
+    bigEndian 16, bigEndian 20
+
 let checkPng (path: string) : ScottPlot.Color -> int =
     let bytes = File.ReadAllBytes path
     Expect.sequenceEqual bytes[0..7] pngSignature $"{path}: PNG signature"
-    let bigEndian (offset: int) = (int bytes[offset] <<< 24) ||| (int bytes[offset + 1] <<< 16) ||| (int bytes[offset + 2] <<< 8) ||| int bytes[offset + 3]
-    Expect.equal (Text.Encoding.ASCII.GetString(bytes, 12, 4)) "IHDR" "IHDR first"
-    Expect.equal (bigEndian 16, bigEndian 20) (Plots.Width, Plots.Height) "IHDR width × height"
+    Expect.equal (pngSize bytes) (Plots.Width, Plots.Height) "IHDR width × height"
     use bitmap = SKBitmap.Decode bytes
     Expect.isNotNull bitmap "decodes"
     Expect.equal (bitmap.Width, bitmap.Height) (Plots.Width, Plots.Height) "decoded size"
@@ -207,8 +211,7 @@ let tests =
                 let path = Path.Combine(root, "wide.png")
                 let groups = [| for i in 1 .. 7 -> $"tin32-limited-resnet{i}0" |]
                 Plots.groupedBars ("Δ top-1", "points", groups, [ "bake", Array.create 7 1.0, Array.create 7 0.1 ], path)
-                let bytes = File.ReadAllBytes path
-                let width = (int bytes[16] <<< 24) ||| (int bytes[17] <<< 16) ||| (int bytes[18] <<< 8) ||| int bytes[19]
+                let width, _ = pngSize (File.ReadAllBytes path)
                 Expect.isGreaterThan width Plots.Width "wider than the default figure"
                 Expect.isGreaterThanOrEqual (width / groups.Length) 150 $"{width} px for {groups.Length} groups")
         }
