@@ -14,6 +14,9 @@
 // $CIFAR10 (a folder with train/<class>/*.jpg and test/<class>/*.jpg, e.g. CIFAR-10 exported as JPEG files
 // (the binary release via `bake data fetch cifar10` works too) and $TINYIMAGENET32 (TinyImageNet-200 at 32×32,
 // made by `bake data downsample`, see docs/tinyimagenet32.md).
+// $START_BEFORE (a local time such as 17:00, or a date and time): `run` starts no run after it, so a driver in a
+// session of bounded length ends after its current run instead of starting one that would be cut off (a cut-off run
+// resumes from its last checkpoint, but checkpoints do not leave the machine).
 #load "Bake.fsx" "report.fsx"
 
 open System
@@ -318,6 +321,17 @@ let tryLock (run: Run) =
             File.Delete lockFile
             if claim () then Some lockFile else None
 
+/// The time after which `run` starts no further run ($START_BEFORE; none when unset).
+let startBefore =
+    match env "START_BEFORE" "" with
+    | "" -> None
+    | text ->
+        match DateTime.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeLocal) with
+        | true, time -> Some time
+        | _ ->
+            eprintfn "START_BEFORE=%s: expected a local time such as 17:00 or a date and time such as 2026-12-03T09:30" text
+            exit 2
+
 /// Runs a study's missing runs; `evaluateOnly` re-evaluates only the runs whose training is complete (after a study
 /// gained an evaluation, e.g. FGSM step sizes) and trains none.
 let runStudy (evaluateOnly: bool) (name: string) =
@@ -328,6 +342,8 @@ let runStudy (evaluateOnly: bool) (name: string) =
         for run in study.Runs do
             if isComplete study run then printfn "[%s] %s: done" study.Name run.Name
             elif evaluateOnly && completedEpochs (runDir run) < run.Epochs then printfn "[%s] %s: not trained yet" study.Name run.Name
+            elif startBefore |> Option.exists (fun t -> DateTime.Now > t) then
+                printfn "[%s] %s: not started (START_BEFORE=%s has passed)" study.Name run.Name (env "START_BEFORE" "")
             else
                 match tryLock run with
                 | None -> printfn "[%s] %s: taken by another driver" study.Name run.Name
