@@ -2,6 +2,7 @@
 //
 //   dotnet fsi scripts/reproduce.fsx list                 the studies and their runs
 //   dotnet fsi scripts/reproduce.fsx run STUDY [STUDY…]   train and evaluate every run whose results are missing
+//                                                          (STUDY/RUN: that run only, e.g. to start a long run first)
 //   dotnet fsi scripts/reproduce.fsx evaluate STUDY [STUDY…]   only re-evaluate trained runs missing an evaluation
 //   dotnet fsi scripts/reproduce.fsx report               regenerate docs/results.md and its figures from results/
 //
@@ -327,19 +328,40 @@ let startBefore =
     | "" -> None
     | text ->
         match DateTime.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeLocal) with
-        | true, time -> Some time
+        | true, time ->
+            // A bare time means today's: say so when it has passed, since after midnight the user likely meant tomorrow's.
+            if time < DateTime.Now then
+                eprintfn "START_BEFORE=%s is %s, which has passed: no run will start (for another day give a date and time, e.g. %s)"
+                    text (time.ToString "yyyy-MM-dd HH:mm") (time.AddDays(1.0).ToString "yyyy-MM-ddTHH:mm")
+            Some time
         | _ ->
             eprintfn "START_BEFORE=%s: expected a local time such as 17:00 or a date and time such as 2026-12-03T09:30" text
             exit 2
 
 /// Runs a study's missing runs; `evaluateOnly` re-evaluates only the runs whose training is complete (after a study
 /// gained an evaluation, e.g. FGSM step sizes) and trains none.
-let runStudy (evaluateOnly: bool) (name: string) =
+/// `selector` is a study's name (all of its runs) or STUDY/RUN (that one run); an unknown one is a usage error.
+let runStudy (evaluateOnly: bool) (selector: string) =
+    let name, runName =
+        match selector.Split('/', 2) with
+        | [| study; run |] -> study, Some run
+        | _ -> selector, None
     match studies |> List.tryFind (fun s -> s.Name = name) with
-    | None -> failwithf "unknown study %s; known: %s" name (studies |> List.map (fun s -> s.Name) |> String.concat ", ")
+    | None ->
+        eprintfn "unknown study %s; known: %s" name (studies |> List.map (fun s -> s.Name) |> String.concat ", ")
+        exit 2
     | Some study ->
+        let runs =
+            match runName with
+            | None -> study.Runs
+            | Some r ->
+                match study.Runs |> List.filter (fun x -> x.Name = r) with
+                | [] ->
+                    eprintfn "study %s has no run %s; its runs: %s" study.Name r (study.Runs |> List.map (fun x -> x.Name) |> String.concat ", ")
+                    exit 2
+                | one -> one
         Directory.CreateDirectory(Path.Combine(results, study.Name)) |> ignore
-        for run in study.Runs do
+        for run in runs do
             if isComplete study run then printfn "[%s] %s: done" study.Name run.Name
             elif evaluateOnly && completedEpochs (runDir run) < run.Epochs then printfn "[%s] %s: not trained yet" study.Name run.Name
             elif startBefore |> Option.exists (fun t -> DateTime.Now > t) then
