@@ -338,53 +338,57 @@ let startBefore =
             eprintfn "START_BEFORE=%s: expected a local time such as 17:00 or a date and time such as 2026-12-03T09:30" text
             exit 2
 
-/// Runs a study's missing runs; `evaluateOnly` re-evaluates only the runs whose training is complete (after a study
-/// gained an evaluation, e.g. FGSM step sizes) and trains none.
-/// `selector` is a study's name (all of its runs) or STUDY/RUN (that one run); an unknown one is a usage error.
-let runStudy (evaluateOnly: bool) (selector: string) =
+/// The study and runs a command-line selector names: a study's name (all of its runs) or STUDY/RUN (that one run).
+/// An unknown one is a usage error (exit 2); every selector is resolved before any run starts, so a typo in the
+/// last one does not surface hours later.
+let resolveSelector (selector: string) : Study * Run list =
+    let names (items: string list) = String.concat ", " items
     let name, runName =
         match selector.Split('/', 2) with
         | [| study; run |] -> study, Some run
         | _ -> selector, None
     match studies |> List.tryFind (fun s -> s.Name = name) with
     | None ->
-        eprintfn "unknown study %s; known: %s" name (studies |> List.map (fun s -> s.Name) |> String.concat ", ")
+        eprintfn "unknown study %s; known: %s" name (studies |> List.map (fun s -> s.Name) |> names)
         exit 2
     | Some study ->
-        let runs =
-            match runName with
-            | None -> study.Runs
-            | Some r ->
-                match study.Runs |> List.filter (fun x -> x.Name = r) with
-                | [] ->
-                    eprintfn "study %s has no run %s; its runs: %s" study.Name r (study.Runs |> List.map (fun x -> x.Name) |> String.concat ", ")
-                    exit 2
-                | one -> one
-        Directory.CreateDirectory(Path.Combine(results, study.Name)) |> ignore
-        for run in runs do
-            if isComplete study run then printfn "[%s] %s: done" study.Name run.Name
-            elif evaluateOnly && completedEpochs (runDir run) < run.Epochs then printfn "[%s] %s: not trained yet" study.Name run.Name
-            elif startBefore |> Option.exists (fun t -> DateTime.Now > t) then
-                printfn "[%s] %s: not started (START_BEFORE=%s has passed)" study.Name run.Name (env "START_BEFORE" "")
-            else
-                match tryLock run with
-                | None -> printfn "[%s] %s: taken by another driver" study.Name run.Name
-                | Some lockFile ->
-                    try
-                        // Another driver may have finished it between the check above and the lock.
-                        if isComplete study run then printfn "[%s] %s: done" study.Name run.Name
-                        else
-                            printfn "[%s] %s: running (%s)" study.Name run.Name (DateTime.Now.ToString "HH:mm")
-                            execute study run
-                    finally File.Delete lockFile
+        match runName with
+        | None -> study, study.Runs
+        | Some r ->
+            match study.Runs |> List.filter (fun x -> x.Name = r) with
+            | [] ->
+                eprintfn "study %s has no run %s; its runs: %s" study.Name r (study.Runs |> List.map (fun x -> x.Name) |> names)
+                exit 2
+            | one -> study, one
+
+/// Runs the missing ones of a study's `runs`; `evaluateOnly` re-evaluates only the runs whose training is complete
+/// (after a study gained an evaluation, e.g. FGSM step sizes) and trains none.
+let runStudy (evaluateOnly: bool) (study: Study, runs: Run list) =
+    Directory.CreateDirectory(Path.Combine(results, study.Name)) |> ignore
+    for run in runs do
+        if isComplete study run then printfn "[%s] %s: done" study.Name run.Name
+        elif evaluateOnly && completedEpochs (runDir run) < run.Epochs then printfn "[%s] %s: not trained yet" study.Name run.Name
+        elif startBefore |> Option.exists (fun t -> DateTime.Now > t) then
+            printfn "[%s] %s: not started (START_BEFORE=%s has passed)" study.Name run.Name (env "START_BEFORE" "")
+        else
+            match tryLock run with
+            | None -> printfn "[%s] %s: taken by another driver" study.Name run.Name
+            | Some lockFile ->
+                try
+                    // Another driver may have finished it between the check above and the lock.
+                    if isComplete study run then printfn "[%s] %s: done" study.Name run.Name
+                    else
+                        printfn "[%s] %s: running (%s)" study.Name run.Name (DateTime.Now.ToString "HH:mm")
+                        execute study run
+                finally File.Delete lockFile
 
 match fsi.CommandLineArgs |> Array.toList |> List.tail with
 | [ "list" ] ->
     for s in studies do
         printfn "%s (%d runs): %s" s.Name s.Runs.Length s.Description
         for r in s.Runs do printfn "    %-36s %s" r.Name (if isComplete s r then "done" else "missing")
-| "run" :: names when not names.IsEmpty -> for n in names do runStudy false n
-| "evaluate" :: names when not names.IsEmpty -> for n in names do runStudy true n
+| "run" :: names when not names.IsEmpty -> for target in List.map resolveSelector names do runStudy false target
+| "evaluate" :: names when not names.IsEmpty -> for target in List.map resolveSelector names do runStudy true target
 | [ "report" ] -> Report.write root results (studies |> List.map (fun s -> s.Name, s.Description, s.Runs |> List.map (fun r -> r.Name, r.Method, r.Epochs)))
 | _ ->
     eprintfn "usage: dotnet fsi scripts/reproduce.fsx list | run STUDY… | evaluate STUDY… | report"
