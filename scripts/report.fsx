@@ -64,6 +64,10 @@ let private pm (values: float[]) (digits: int) =
     let f (v: float) = v.ToString("F" + string digits, inv)
     if values.Length = 0 then "–" elif values.Length = 1 then f values[0] else $"{f (Statistics.mean values)} ± {f (Statistics.standardDeviation values)}"
 
+/// A difference with its sign; one that rounds to zero is written "0.00", not "-+0.00" (.NET's two-section format
+/// gives a negative value that rounds to zero the first section with a minus in front).
+let private signed (delta: float) = delta.ToString("+0.00;-0.00;0.00", inv)
+
 let private pValue (a: float[]) (b: float[]) =
     let _, _, p = Statistics.welch (a, b)
     if Double.IsNaN p then "–" elif p < 0.001 then "<0.001" else p.ToString("F3", inv)
@@ -174,7 +178,7 @@ let write (root: string) (results: string) (studies: (string * string * (string 
                 if values.Length = 0 then "–"
                 elif vanilla.Length = 0 then $"{pm values 2} ({values.Length})"
                 else
-                    let delta = (Statistics.mean values - Statistics.mean vanilla).ToString("+0.00;-0.00", inv)
+                    let delta = signed (Statistics.mean values - Statistics.mean vanilla)
                     $"{pm values 2} ({values.Length}): Δ {delta}, p {pValue values vanilla}"
             line ($"| {study} | {pm vanilla 2} ({vanilla.Length}) | " + String.concat " | " (methods |> List.map cell) + " |")
         line ""
@@ -211,7 +215,7 @@ let write (root: string) (results: string) (studies: (string * string * (string 
                 let paperCell =
                     match paper.TryFind name with
                     | Some e when name = "vanilla" -> e.ToString("0.00", inv)
-                    | Some e -> $"""{e.ToString("0.00", inv)}, Δ {(e - paper["vanilla"]).ToString("+0.00;-0.00", inv)}"""
+                    | Some e -> $"""{e.ToString("0.00", inv)}, Δ {signed (e - paper["vanilla"])}"""
                     | None -> "–"
                 let ours study =
                     let errors = finals study name |> Array.map (fun top1 -> 100.0 - top1)
@@ -219,7 +223,7 @@ let write (root: string) (results: string) (studies: (string * string * (string 
                     if errors.Length = 0 then "–"
                     elif name = "vanilla" || vanilla.Length = 0 then $"{pm errors 2} ({errors.Length})"
                     else
-                        let delta = (Statistics.mean errors - Statistics.mean vanilla).ToString("+0.00;-0.00", inv)
+                        let delta = signed (Statistics.mean errors - Statistics.mean vanilla)
                         $"{pm errors 2} ({errors.Length}), Δ {delta}, p {pValue errors vanilla}"
                 line ($"| {name} | {paperCell} | " + String.concat " | " (tinyStudies |> List.map ours) + " |")
             line ""
