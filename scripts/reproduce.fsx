@@ -322,8 +322,9 @@ let tryLock (run: Run) =
             File.Delete lockFile
             if claim () then Some lockFile else None
 
-/// The time after which `run` starts no further run ($START_BEFORE; none when unset).
-let startBefore =
+/// The time after which `run` starts no further run ($START_BEFORE; none when unset). Read when `run` or `evaluate`
+/// starts, so that `list` and `report` neither warn about it nor refuse a malformed one.
+let startBefore = lazy (
     match env "START_BEFORE" "" with
     | "" -> None
     | text ->
@@ -336,7 +337,7 @@ let startBefore =
             Some time
         | _ ->
             eprintfn "START_BEFORE=%s: expected a local time such as 17:00 or a date and time such as 2026-12-03T09:30" text
-            exit 2
+            exit 2)
 
 /// The study and runs a command-line selector names: a study's name (all of its runs) or STUDY/RUN (that one run).
 /// An unknown one is a usage error (exit 2); every selector is resolved before any run starts, so a typo in the
@@ -368,7 +369,7 @@ let runStudy (evaluateOnly: bool) (study: Study, runs: Run list) =
     for run in runs do
         if isComplete study run then printfn "[%s] %s: done" study.Name run.Name
         elif evaluateOnly && completedEpochs (runDir run) < run.Epochs then printfn "[%s] %s: not trained yet" study.Name run.Name
-        elif startBefore |> Option.exists (fun t -> DateTime.Now > t) then
+        elif startBefore.Force() |> Option.exists (fun t -> DateTime.Now > t) then
             printfn "[%s] %s: not started (START_BEFORE=%s has passed)" study.Name run.Name (env "START_BEFORE" "")
         else
             match tryLock run with
@@ -387,8 +388,14 @@ match fsi.CommandLineArgs |> Array.toList |> List.tail with
     for s in studies do
         printfn "%s (%d runs): %s" s.Name s.Runs.Length s.Description
         for r in s.Runs do printfn "    %-36s %s" r.Name (if isComplete s r then "done" else "missing")
-| "run" :: names when not names.IsEmpty -> for target in List.map resolveSelector names do runStudy false target
-| "evaluate" :: names when not names.IsEmpty -> for target in List.map resolveSelector names do runStudy true target
+| "run" :: names when not names.IsEmpty ->
+    let targets = List.map resolveSelector names
+    startBefore.Force() |> ignore
+    for target in targets do runStudy false target
+| "evaluate" :: names when not names.IsEmpty ->
+    let targets = List.map resolveSelector names
+    startBefore.Force() |> ignore
+    for target in targets do runStudy true target
 | [ "report" ] -> Report.write root results (studies |> List.map (fun s -> s.Name, s.Description, s.Runs |> List.map (fun r -> r.Name, r.Method, r.Epochs)))
 | _ ->
     eprintfn "usage: dotnet fsi scripts/reproduce.fsx list | run STUDY… | evaluate STUDY… | report"
