@@ -388,14 +388,10 @@ match fsi.CommandLineArgs |> Array.toList |> List.tail with
     for s in studies do
         printfn "%s (%d runs): %s" s.Name s.Runs.Length s.Description
         for r in s.Runs do printfn "    %-36s %s" r.Name (if isComplete s r then "done" else "missing")
-| "run" :: names when not names.IsEmpty ->
+| ("run" | "evaluate" as command) :: names when not names.IsEmpty ->
     let targets = List.map resolveSelector names
     startBefore.Force() |> ignore
-    for target in targets do runStudy false target
-| "evaluate" :: names when not names.IsEmpty ->
-    let targets = List.map resolveSelector names
-    startBefore.Force() |> ignore
-    for target in targets do runStudy true target
+    for target in targets do runStudy (command = "evaluate") target
 | [ "report" ] -> Report.write root results (studies |> List.map (fun s -> s.Name, s.Description, s.Runs |> List.map (fun r -> r.Name, r.Method, r.Epochs)))
 | _ ->
     eprintfn "usage: dotnet fsi scripts/reproduce.fsx list | run STUDY… | evaluate STUDY… | report"
